@@ -1,0 +1,216 @@
+"""The inference bundle: the one place that knows its on-disk format.
+
+A bundle is an open_clip ``local-dir`` model folder plus our metadata, so
+``open_clip.create_model_and_transforms("local-dir:BUNDLE")`` loads it with open_clip alone:
+
+    BUNDLE/open_clip_config.json       {"model_cfg": ..., "preprocess_cfg": ...}
+    BUNDLE/open_clip_model.safetensors the two towers (no training-only heads)
+    BUNDLE/bundle.json                 format version, fingerprint, recipe, validation metrics
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from index.openclip_import import import_open_clip
+
+BUNDLE_FORMAT = "tps-bundle"
+BUNDLE_VERSION = 1
+CONFIG_FILE = "open_clip_config.json"
+WEIGHTS_FILE = "open_clip_model.safetensors"
+META_FILE = "bundle.json"
+
+
+class BundleError(Exception):
+    """A bundle is missing, incomplete, or does not match what is asked of it."""
+
+
+@dataclass(frozen=True)
+class BundleMeta:
+    fingerprint: str
+    embed_dim: int
+    image_size: tuple[int, int]
+    context_length: int
+    model_name: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def preprocess_cfg(image_size: tuple[int, int], mean: list[float], std: list[float]) -> dict:
+    """Eval preprocessing: squash-resize to H×W (pedestrian crops are already tall), normalise."""
+    return {
+        "size": list(image_size),
+        "mode": "RGB",
+        "mean": list(mean),
+        "std": list(std),
+        "interpolation": "bicubic",
+        "resize_mode": "squash",
+    }
+
+
+def write_bundle(
+    out_dir: Path,
+    state_dict: dict[str, torch.Tensor],
+    model_cfg: dict,
+    preprocess: dict,
+    model_name: str,
+    extra: dict[str, Any] | None = None,
+) -> BundleMeta:
+    """Write the towers' weights, their open_clip config and our metadata; return the metadata.
+
+    Files are written to a sibling temp folder and renamed into place, so a reader never sees a
+    bundle whose weights and fingerprint disagree.
+    """
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state_dict.items()}
+    save_file(tensors, str(tmp_dir / WEIGHTS_FILE))
+    fingerprint = sha256_file(tmp_dir / WEIGHTS_FILE)
+    _write_json_atomic(
+        tmp_dir / CONFIG_FILE, {"model_cfg": model_cfg, "preprocess_cfg": preprocess}
+    )
+    image_size = tuple(int(s) for s in preprocess["size"])
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
+        "fingerprint": fingerprint,
+        "embed_dim": int(model_cfg["embed_dim"]),
+        "image_size": list(image_size),
+        "context_length": int(model_cfg["text_cfg"].get("context_length", 77)),
+        "model_name": model_name,
+        **(extra or {}),
+    }
+    _write_json_atomic(tmp_dir / META_FILE, meta)
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        if old.exists():
+            _remove_tree(old)
+        os.replace(out_dir, old)
+        os.replace(tmp_dir, out_dir)
+        _remove_tree(old)
+    else:
+        os.replace(tmp_dir, out_dir)
+    return read_meta(out_dir)
+
+
+def _remove_tree(path: Path) -> None:
+    for child in sorted(path.rglob("*"), reverse=True):
+        child.rmdir() if child.is_dir() else child.unlink()
+    path.rmdir()
+
+
+def read_meta(bundle_dir: Path) -> BundleMeta:
+    bundle_dir = Path(bundle_dir)
+    for name in (CONFIG_FILE, WEIGHTS_FILE, META_FILE):
+        if not (bundle_dir / name).is_file():
+            raise BundleError(f"{bundle_dir} is not a bundle: {name} is missing")
+    try:
+        meta = json.loads((bundle_dir / META_FILE).read_text())
+    except json.JSONDecodeError as err:
+        raise BundleError(f"{bundle_dir / META_FILE} is not valid JSON: {err}") from err
+    if meta.get("format") != BUNDLE_FORMAT or meta.get("version") != BUNDLE_VERSION:
+        raise BundleError(
+            f"{bundle_dir} has format {meta.get('format')!r} v{meta.get('version')}, "
+            f"expected {BUNDLE_FORMAT!r} v{BUNDLE_VERSION}"
+        )
+    known = {"fingerprint", "embed_dim", "image_size", "context_length", "model_name"}
+    return BundleMeta(
+        fingerprint=meta["fingerprint"],
+        embed_dim=int(meta["embed_dim"]),
+        image_size=tuple(meta["image_size"]),
+        context_length=int(meta["context_length"]),
+        model_name=meta["model_name"],
+        extra={k: v for k, v in meta.items() if k not in known},
+    )
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present; an explicit ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BundleError("--device cuda was asked for but no CUDA device is available")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise BundleError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return torch.device(device)
+
+
+class Bundle:
+    """Loaded encoders with their tokenizer and preprocessing; outputs are L2-normalised float32."""
+
+    def __init__(self, bundle_dir: Path, device: str = "cpu", verify: bool = True) -> None:
+        self.path = Path(bundle_dir)
+        self.meta = read_meta(self.path)
+        if verify and sha256_file(self.path / WEIGHTS_FILE) != self.meta.fingerprint:
+            raise BundleError(f"{self.path}: weights do not match the fingerprint in {META_FILE}")
+        open_clip = import_open_clip()
+        self.device = resolve_device(device)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                f"local-dir:{self.path}", device=self.device
+            )
+        except (RuntimeError, ValueError) as err:
+            raise BundleError(f"{self.path}: open_clip could not load the bundle: {err}") from err
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.tokenizer = open_clip.get_tokenizer(f"local-dir:{self.path}")
+        # bf16 autocast on GPU halves the bandwidth; outputs are cast back to float32.
+        self.autocast_dtype = torch.bfloat16 if self.device.type == "cuda" else None
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta.fingerprint
+
+    @property
+    def dim(self) -> int:
+        return self.meta.embed_dim
+
+    def token_count(self, text: str) -> int:
+        """Tokens a caption needs including start/end tokens (over context_length = truncated)."""
+        return len(self.tokenizer.encode(text)) + 2
+
+    def _run(self, fn, x: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            x = x.to(self.device, non_blocking=True)
+            if self.autocast_dtype is not None:
+                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                    out = fn(x)
+            else:
+                out = fn(x)
+            out = torch.nn.functional.normalize(out.float(), dim=-1)
+        return out.cpu().numpy().astype(np.float32, copy=False)
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        return self._run(self.model.encode_text, self.tokenizer(texts))
+
+    def encode_images(self, images: torch.Tensor) -> np.ndarray:
+        """Encode a batch already passed through ``self.preprocess``."""
+        return self._run(self.model.encode_image, images)

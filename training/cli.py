@@ -1,0 +1,141 @@
+"""Command line: ``python -m training train|evaluate|export``; a thin shell over the functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import types
+import typing
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from index.bundle import BundleError
+from training.config import TrainConfig, load_config
+from training.data.records import DatasetError
+from training.model.towers import TowerError
+
+USER_ERRORS = (
+    BundleError,
+    DatasetError,
+    TowerError,
+    FileNotFoundError,
+    ValueError,
+    ValidationError,
+)
+
+
+def _flag_type(annotation: object) -> object:
+    """argparse type for a config field: scalars parse as themselves, the rest as strings."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    base = args[0] if isinstance(annotation, types.UnionType) and len(args) == 1 else annotation
+    if base is bool:
+        return lambda s: s.lower() in ("1", "true", "yes", "on")
+    if base in (int, float):
+        return base
+    return str
+
+
+def _add_train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML file of settings; flags override it")
+    for name, field in TrainConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        kwargs: dict = {"dest": name, "default": None, "help": field.description}
+        if name == "image_size":
+            kwargs.update(nargs=2, type=int, metavar=("H", "W"))
+        else:
+            kwargs["type"] = _flag_type(field.annotation)
+        parser.add_argument(flag, **kwargs)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.train import train
+
+    overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields}
+    cfg = load_config(args.config, overrides)
+    bundle = train(cfg)
+    if bundle is not None:
+        print(json.dumps({"bundle": str(bundle), "run": str(cfg.out)}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from index.bundle import Bundle
+    from training.data.formats import load_records
+    from training.evaluate import EvalSplit, evaluate_split
+
+    bundle = Bundle(args.bundle, device=args.device)
+    records = load_records(args.dataset, args.root, args.split)
+    metrics = evaluate_split(
+        EvalSplit.from_records(records),
+        lambda x: bundle.encode_images(x),
+        lambda texts: bundle.encode_text(texts),
+        bundle.preprocess,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    metrics.update(
+        split=args.split,
+        dataset=args.dataset,
+        fingerprint=bundle.fingerprint,
+        selected_on=bundle.meta.extra.get("selected_on"),
+        losses=bundle.meta.extra.get("losses"),
+    )
+    print(json.dumps(metrics))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from training.export import export_bundle
+
+    out = export_bundle(args.checkpoint, args.out)
+    print(json.dumps({"bundle": str(out)}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train_p = sub.add_parser("train", help="train VFE-TPS and export a bundle")
+    _add_train_args(train_p)
+    train_p.set_defaults(func=_train)
+
+    eval_p = sub.add_parser("evaluate", help="text→image metrics of a bundle on a split (JSON)")
+    eval_p.add_argument("--bundle", type=Path, required=True)
+    eval_p.add_argument("--dataset", required=True)
+    eval_p.add_argument("--root", type=Path, required=True)
+    eval_p.add_argument("--split", default="test")
+    eval_p.add_argument("--device", default="auto")
+    eval_p.add_argument("--batch-size", type=int, default=64)
+    eval_p.add_argument("--workers", type=int, default=2)
+    eval_p.add_argument("--quiet", action="store_true", help="no progress bars")
+    eval_p.set_defaults(func=_evaluate)
+
+    export_p = sub.add_parser("export", help="write a bundle from any training checkpoint")
+    export_p.add_argument("--checkpoint", type=Path, required=True)
+    export_p.add_argument("--out", type=Path, required=True)
+    export_p.set_defaults(func=_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # open_clip logs its loading chatter on the root logger: keep that at WARNING, ours at INFO.
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for name in ("training", "index"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        message = " ".join(str(err).split())
+        if isinstance(err, ValidationError):
+            message = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors()
+            )
+        print(f"error: {message}", file=sys.stderr)
+        return 2

@@ -1,0 +1,48 @@
+"""Checkpoint → inference bundle: the two towers only, with config, preprocessing and metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from index.bundle import preprocess_cfg, write_bundle
+from index.openclip_import import import_open_clip
+from training.checkpoint import load_checkpoint
+from training.model.towers import TowerSpec, build_towers
+
+
+def export_bundle(checkpoint: Path, out_dir: Path, selected_on: str | None = None) -> Path:
+    """Write ``out_dir`` from a training checkpoint (``best.pt`` or ``last.pt``) and return it."""
+    state = load_checkpoint(checkpoint)
+    spec_fields = dict(state["spec"])
+    spec_fields["pretrained"] = "none"  # the checkpoint holds the weights; nothing to download
+    if spec_fields.get("image_size") is not None:
+        spec_fields["image_size"] = tuple(spec_fields["image_size"])
+    spec = TowerSpec(**spec_fields)
+    clip, _ = build_towers(spec)
+    towers = {k[len("clip.") :]: v for k, v in state["model"].items() if k.startswith("clip.")}
+    clip.load_state_dict(towers)
+    open_clip = import_open_clip()
+    config = state["config"]
+    write_bundle(
+        out_dir,
+        clip.state_dict(),
+        state["model_cfg"],
+        preprocess_cfg(
+            spec.resolved_image_size(),
+            list(open_clip.OPENAI_DATASET_MEAN),
+            list(open_clip.OPENAI_DATASET_STD),
+        ),
+        model_name=spec.model,
+        extra={
+            "recipe": config,
+            "losses": config["losses"],
+            "pretrained": state["spec"]["pretrained"],
+            "val_metrics": state.get("val_metrics"),
+            "selected_on": selected_on or "given checkpoint",
+            "epoch": state["epoch"],
+            "step": state["step"],
+            "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+    )
+    return Path(out_dir)

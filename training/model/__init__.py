@@ -1,0 +1,1 @@
+"""The VFE-TPS model: open_clip towers plus the training-only TG-MIM decoder."""
