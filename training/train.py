@@ -157,6 +157,7 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=self.rt.use_grad_scaler)
         self.epoch, self.step, self.best = 0, 0, None
+        self.skipped_ids: set[str] = set()
         self.norm_stats = (
             torch.tensor(self.mean, device=self.rt.device).view(1, 3, 1, 1),
             torch.tensor(self.std, device=self.rt.device).view(1, 3, 1, 1),
@@ -290,13 +291,13 @@ class Trainer:
                 disable=not self.rt.is_main,
                 dynamic_ncols=True,
             )
-            seen = 0
             for batch in bar:
                 terms = self._train_step(batch)
                 self.step += 1
+                # Workers hold their own dataset copies, so undecodable files are counted here.
+                self.skipped_ids.update(batch["skipped_image_ids"])
                 if terms is None:
                     continue
-                seen += batch["image"].shape[0]
                 bar.set_postfix(loss=f"{terms['loss']:.3f}")
                 if self.step % cfg.log_every == 0:
                     lrs = {f"lr_{g['name']}": g["lr"] for g in self.optimizer.param_groups}
@@ -317,10 +318,11 @@ class Trainer:
                     )
                     break
             self._end_of_epoch(finished_epoch=not out_of_time)
-        undecodable = dict(self.dataset.undecodable)
-        if undecodable:
+        if self.skipped_ids:
             log.warning(
-                "%d training images could not be decoded and were skipped", len(undecodable)
+                "%d training images could not be decoded and were skipped: %s",
+                len(self.skipped_ids),
+                ", ".join(sorted(self.skipped_ids)[:10]),
             )
         bundle = None
         if self.rt.is_main:

@@ -42,6 +42,8 @@ class VFETPS(nn.Module):
                 "only plain ViT towers (CLS pooling, ln_post before pooling) are built"
             )
         self.clip = clip
+        # Our temperature is ``tau`` below; open_clip's own logit scale is kept but never trained.
+        clip.logit_scale.requires_grad_(False)
         self.grid = tuple(int(g) for g in visual.grid_size)
         self.patch_size = int(visual.patch_size[0])
         width = visual.transformer.width

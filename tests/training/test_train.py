@@ -1,0 +1,130 @@
+"""End to end: train from the CLI, resume, export, and check the bundle against the model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from index.bundle import Bundle
+from index.openclip_import import import_open_clip
+from training.checkpoint import load_checkpoint
+from training.model.towers import TowerSpec, build_towers
+from training.model.vfe_tps import VFETPS
+
+TRAIN_ARGS = [
+    "--dataset", "cuhk-pedes", "--model", "tiny", "--batch-size", "16",
+    "--instances-per-id", "2", "--lr", "3e-4", "--mim-layers", "1", "--gvfc-images", "8",
+    "--workers", "0", "--log-every", "1", "--losses", "cmpm,tgmim,isgvfc",
+]  # fmt: skip
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+
+
+@pytest.fixture(scope="module")
+def run_dir(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "run"
+    proc = run_cli("train", *TRAIN_ARGS, "--root", str(synthetic_root), "--epochs", "1",
+                   "--out", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["bundle"] == str(out / "bundle")
+    return out
+
+
+def test_run_writes_log_curves_checkpoints_and_bundle(run_dir: Path) -> None:
+    entries = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    train = [e for e in entries if e["kind"] == "train"]
+    assert train and {"cmpm", "tgmim", "isgvfc", "loss", "lr_clip", "lr_new"} <= set(train[0])
+    assert train[0]["lr_new"] == pytest.approx(5 * train[0]["lr_clip"])
+    assert any(e["kind"] == "val" and "R1" in e for e in entries)
+    assert (run_dir / "curves.png").stat().st_size > 0
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} >= {"best.pt", "last.pt"}
+    meta = json.loads((run_dir / "bundle" / "bundle.json").read_text())
+    assert meta["selected_on"] == "val R1" and meta["losses"] == ["cmpm", "tgmim", "isgvfc"]
+    assert "R1" in meta["val_metrics"]
+
+
+def test_resume_continues_from_the_last_checkpoint(run_dir: Path, synthetic_root: Path) -> None:
+    before = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    proc = run_cli("train", *TRAIN_ARGS, "--root", str(synthetic_root), "--epochs", "2",
+                   "--out", str(run_dir))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    after = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert before["epoch"] == 1 and after["epoch"] == 2
+    assert after["step"] == 2 * before["step"]
+    entries = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
+    train_steps = [e["step"] for e in entries if e["kind"] == "train"]
+    assert len(train_steps) == len(set(train_steps)), "resumed run repeated steps"
+
+
+def test_bundle_loads_with_open_clip_alone(run_dir: Path) -> None:
+    open_clip = import_open_clip()
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{run_dir / 'bundle'}")
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{run_dir / 'bundle'}")
+    assert model.encode_text(tokenizer(["a man"])).shape[-1] == 128
+
+
+def test_bundle_embeds_like_the_training_model(run_dir: Path, synthetic_root: Path) -> None:
+    state = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    clip, _ = build_towers(TowerSpec("tiny"))
+    core = VFETPS(clip, use_mim=True, mim_layers=1)
+    core.load_state_dict(state["model"])
+    core.eval()
+    bundle = Bundle(run_dir / "bundle")
+    image_path = next((synthetic_root / "imgs").rglob("*.jpg"))
+    with Image.open(image_path) as img:
+        pixels = bundle.preprocess(img.convert("RGB")).unsqueeze(0)
+    captions = ["a woman in a red coat carrying a white bag", "black trousers"]
+    tokens = import_open_clip().tokenizer.SimpleTokenizer(
+        context_length=bundle.meta.context_length
+    )(captions)
+    with torch.no_grad():
+        ref_image = torch.nn.functional.normalize(core.encode_image(pixels).features, dim=-1)
+        ref_text = torch.nn.functional.normalize(core.encode_text(tokens).features, dim=-1)
+    assert torch.allclose(torch.from_numpy(bundle.encode_images(pixels)), ref_image, atol=1e-5)
+    assert torch.allclose(torch.from_numpy(bundle.encode_text(captions)), ref_text, atol=1e-5)
+
+
+def test_evaluate_prints_the_metrics_json(run_dir: Path, synthetic_root: Path) -> None:
+    proc = run_cli("evaluate", "--bundle", str(run_dir / "bundle"), "--dataset", "cuhk-pedes",
+                   "--root", str(synthetic_root), "--split", "test", "--quiet", "--workers", "0")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads(proc.stdout)
+    assert {"R1", "R5", "R10", "mAP", "mINP"} <= set(metrics)
+    assert 0 <= metrics["R1"] <= metrics["R5"] <= metrics["R10"] <= 100
+
+
+def test_export_any_checkpoint(run_dir: Path, tmp_path: Path) -> None:
+    proc = run_cli("export", "--checkpoint", str(run_dir / "checkpoints" / "last.pt"),
+                   "--out", str(tmp_path / "b"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert Bundle(tmp_path / "b").dim == 128
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--root", "/nonexistent", "--model", "tiny"], "does not exist"),
+        (["train", "--root", ".", "--losses", "cmpm,nope"], "unknown losses"),
+        (["evaluate", "--bundle", "/nonexistent", "--dataset", "cuhk-pedes", "--root", "."],
+         "not a bundle"),
+    ],
+)  # fmt: skip
+def test_bad_input_exits_non_zero_with_one_line(args: list[str], message: str) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
