@@ -1,0 +1,73 @@
+"""Builders shared by the unit tests and the API tests: synthetic data and tiny bundles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def make_synthetic(root: Path, ids: int = 24, images_per_id: int = 3, seed: int = 0) -> Path:
+    from training.synthetic import generate
+
+    if not (root / "reid_raw.json").is_file():
+        generate(root, ids=ids, images_per_id=images_per_id, seed=seed)
+    return root
+
+
+def make_random_bundle(out: Path, seed: int = 0) -> Path:
+    """An untrained tiny bundle: enough for anything that does not judge ranking quality."""
+    import torch
+
+    from training.model.towers import TowerSpec, build_towers
+    from index.bundle import preprocess_cfg, write_bundle
+    from index.openclip_import import import_open_clip
+
+    if (out / "bundle.json").is_file():
+        return out
+    torch.manual_seed(seed)
+    spec = TowerSpec("tiny")
+    clip, model_cfg = build_towers(spec)
+    open_clip = import_open_clip()
+    write_bundle(
+        out,
+        clip.state_dict(),
+        model_cfg,
+        preprocess_cfg(
+            spec.resolved_image_size(),
+            list(open_clip.OPENAI_DATASET_MEAN),
+            list(open_clip.OPENAI_DATASET_STD),
+        ),
+        model_name="tiny",
+        extra={"selected_on": "untrained", "losses": []},
+    )
+    return out
+
+
+def make_trained_bundle(data_root: Path, run_dir: Path, minutes: float = 1.0) -> Path:
+    """A tiny model trained briefly on the synthetic set, for tests that judge ranking."""
+    from training.config import TrainConfig
+    from training.train import train
+
+    bundle = run_dir / "bundle"
+    if (bundle / "bundle.json").is_file():
+        return bundle
+    cfg = TrainConfig(
+        dataset="cuhk-pedes",
+        root=data_root,
+        model="tiny",
+        epochs=30,
+        batch_size=32,
+        instances_per_id=2,
+        lr=5e-4,
+        warmup_epochs=0.5,
+        mim_layers=1,
+        gvfc_images=16,
+        workers=0,
+        out=run_dir,
+        max_minutes=minutes,
+        losses=["cmpm", "isgvfc"],
+    )
+    train(cfg)
+    return bundle
