@@ -20,9 +20,9 @@ def make_random_bundle(out: Path, seed: int = 0) -> Path:
     """An untrained tiny bundle: enough for anything that does not judge ranking quality."""
     import torch
 
-    from training.model.towers import TowerSpec, build_towers
     from index.bundle import preprocess_cfg, write_bundle
     from index.openclip_import import import_open_clip
+    from training.model.towers import TowerSpec, build_towers
 
     if (out / "bundle.json").is_file():
         return out

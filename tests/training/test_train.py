@@ -18,10 +18,27 @@ from training.model.towers import TowerSpec, build_towers
 from training.model.vfe_tps import VFETPS
 
 TRAIN_ARGS = [
-    "--dataset", "cuhk-pedes", "--model", "tiny", "--batch-size", "16",
-    "--instances-per-id", "2", "--lr", "3e-4", "--mim-layers", "1", "--gvfc-images", "8",
-    "--workers", "0", "--log-every", "1", "--losses", "cmpm,tgmim,isgvfc",
-]  # fmt: skip
+    "--dataset",
+    "cuhk-pedes",
+    "--model",
+    "tiny",
+    "--batch-size",
+    "16",
+    "--instances-per-id",
+    "2",
+    "--lr",
+    "3e-4",
+    "--mim-layers",
+    "1",
+    "--gvfc-images",
+    "8",
+    "--workers",
+    "0",
+    "--log-every",
+    "1",
+    "--losses",
+    "cmpm,tgmim,isgvfc",
+]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -37,8 +54,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def run_dir(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("train") / "run"
-    proc = run_cli("train", *TRAIN_ARGS, "--root", str(synthetic_root), "--epochs", "1",
-                   "--out", str(out))  # fmt: skip
+    proc = run_cli(
+        "train", *TRAIN_ARGS, "--root", str(synthetic_root), "--epochs", "1", "--out", str(out)
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["bundle"] == str(out / "bundle")
     return out
@@ -59,8 +77,9 @@ def test_run_writes_log_curves_checkpoints_and_bundle(run_dir: Path) -> None:
 
 def test_resume_continues_from_the_last_checkpoint(run_dir: Path, synthetic_root: Path) -> None:
     before = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    proc = run_cli("train", *TRAIN_ARGS, "--root", str(synthetic_root), "--epochs", "2",
-                   "--out", str(run_dir))  # fmt: skip
+    proc = run_cli(
+        "train", *TRAIN_ARGS, "--root", str(synthetic_root), "--epochs", "2", "--out", str(run_dir)
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     after = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert before["epoch"] == 1 and after["epoch"] == 2
@@ -72,7 +91,7 @@ def test_resume_continues_from_the_last_checkpoint(run_dir: Path, synthetic_root
 
 def test_bundle_loads_with_open_clip_alone(run_dir: Path) -> None:
     open_clip = import_open_clip()
-    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{run_dir / 'bundle'}")
+    model, _, _ = open_clip.create_model_and_transforms(f"local-dir:{run_dir / 'bundle'}")
     tokenizer = open_clip.get_tokenizer(f"local-dir:{run_dir / 'bundle'}")
     assert model.encode_text(tokenizer(["a man"])).shape[-1] == 128
 
@@ -99,8 +118,20 @@ def test_bundle_embeds_like_the_training_model(run_dir: Path, synthetic_root: Pa
 
 
 def test_evaluate_prints_the_metrics_json(run_dir: Path, synthetic_root: Path) -> None:
-    proc = run_cli("evaluate", "--bundle", str(run_dir / "bundle"), "--dataset", "cuhk-pedes",
-                   "--root", str(synthetic_root), "--split", "test", "--quiet", "--workers", "0")  # fmt: skip
+    proc = run_cli(
+        "evaluate",
+        "--bundle",
+        str(run_dir / "bundle"),
+        "--dataset",
+        "cuhk-pedes",
+        "--root",
+        str(synthetic_root),
+        "--split",
+        "test",
+        "--quiet",
+        "--workers",
+        "0",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads(proc.stdout)
     assert {"R1", "R5", "R10", "mAP", "mINP"} <= set(metrics)
@@ -108,8 +139,13 @@ def test_evaluate_prints_the_metrics_json(run_dir: Path, synthetic_root: Path) -
 
 
 def test_export_any_checkpoint(run_dir: Path, tmp_path: Path) -> None:
-    proc = run_cli("export", "--checkpoint", str(run_dir / "checkpoints" / "last.pt"),
-                   "--out", str(tmp_path / "b"))  # fmt: skip
+    proc = run_cli(
+        "export",
+        "--checkpoint",
+        str(run_dir / "checkpoints" / "last.pt"),
+        "--out",
+        str(tmp_path / "b"),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert Bundle(tmp_path / "b").dim == 128
 
@@ -119,10 +155,12 @@ def test_export_any_checkpoint(run_dir: Path, tmp_path: Path) -> None:
     [
         (["train", "--root", "/nonexistent", "--model", "tiny"], "does not exist"),
         (["train", "--root", ".", "--losses", "cmpm,nope"], "unknown losses"),
-        (["evaluate", "--bundle", "/nonexistent", "--dataset", "cuhk-pedes", "--root", "."],
-         "not a bundle"),
+        (
+            ["evaluate", "--bundle", "/nonexistent", "--dataset", "cuhk-pedes", "--root", "."],
+            "not a bundle",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_exits_non_zero_with_one_line(args: list[str], message: str) -> None:
     proc = run_cli(*args)
     assert proc.returncode == 2
