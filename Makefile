@@ -11,14 +11,16 @@ INDEX ?= indexes/demo
 HOST ?= 127.0.0.1
 PORT ?= 8000
 FAISS ?= cpu
+DEMO_MINUTES ?= 4
 
-.PHONY: install lint test demo data contact-sheet train index serve bench clean
+.PHONY: install lint test demo data contact-sheet train index serve bench accuracy \
+	browser clean
 
-# Idempotent: the stamp file changes only when pyproject.toml does.
+# Idempotent: the stamp changes only when pyproject.toml does. torch is pinned in the same
+# command so no resolver step can swap in a multi-GB CUDA build.
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch is pinned in the same command so no resolver step can swap in a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0 -e ".[$(FAISS),dev]"
 	touch $@
 
@@ -30,17 +32,70 @@ test: lint
 	$(VENV)/bin/pytest -q
 
 data: install
-	$(PY) -m training.synthetic --out $(DATA) --ids 300 --images-per-id 4 --seed 0
+	test -f $(DATA)/reid_raw.json || \
+		$(PY) -m training.synthetic --out $(DATA) --ids 300 --images-per-id 4 --seed 0
 
 contact-sheet: data
 	$(PY) -m training.contact_sheet --root $(DATA) --out $(DATA)/contact_sheet.png
 
-demo: contact-sheet
-	@echo "Synthetic set in $(DATA); contact sheet at $(DATA)/contact_sheet.png"
+train: data
+	$(PY) -m training train --config configs/tiny-synthetic.yaml --root $(DATA) --out $(RUN) \
+		--max-minutes $(DEMO_MINUTES)
+
+index: install
+	rm -rf $(INDEX)
+	$(PY) -m index build --bundle $(RUN)/bundle --dataset cuhk-pedes --root $(DATA) \
+		--split test --out $(INDEX)
+
+serve: install
+	TPS_BUNDLE=$(RUN)/bundle TPS_INDEX_DIR=$(INDEX) TPS_API_KEY=$${TPS_API_KEY:-demo-key} \
+		$(PY) -m service --host $(HOST) --port $(PORT)
+
+demo: contact-sheet train index
+	@echo "Search page: http://$(HOST):$(PORT)/  (gallery uploads use the API key 'demo-key')"
+	$(MAKE) serve
 
 bench: install
-	@mkdir -p out/bench
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b --out out/bench || exit 1; done
+	$(PY) -m bench.train_throughput --out out/bench
+	$(PY) -m bench.index --quick --out out/bench
+	$(PY) -m bench.service --quick --out out/bench
+
+accuracy: install
+	$(PY) -m bench.accuracy --ablation --out out/bench
+
+# Debian's Chromium for the browser test (Playwright drives the system binary).
+browser:
+	test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
 clean:
 	rm -rf runs indexes out .pytest_cache .ruff_cache
+
+# Containers (docker/). DEVICE=cpu|cuda picks the image and, for cuda, the GPU compose override;
+# ARGS replaces a job's default command line (see docker/compose.yaml), e.g. ARGS="--epochs 1".
+DEVICE ?= cpu
+DOCKER_IMAGE ?= person-search
+NPROC_PER_NODE ?= 1
+ARGS ?=
+DOCKER_DIRS := data weights runs bundles indexes uploads
+COMPOSE := PERSON_SEARCH_IMAGE=$(DOCKER_IMAGE) HOST_UID=$$(id -u) HOST_GID=$$(id -g) \
+	docker compose -f docker/compose.yaml $(if $(filter cuda,$(DEVICE)),-f docker/compose.gpu.yaml)
+
+.PHONY: docker-build docker-train docker-index docker-serve
+
+docker-build:
+	@case "$(DEVICE)" in cpu|cuda) ;; *) echo "DEVICE must be cpu or cuda" >&2; exit 2;; esac
+	docker build -f docker/Dockerfile --build-arg DEVICE=$(DEVICE) -t $(DOCKER_IMAGE):$(DEVICE) .
+
+# Host folders exist before the bind mounts, so docker does not create them owned by root.
+docker-train:
+	mkdir -p $(DOCKER_DIRS)
+	NPROC_PER_NODE=$(NPROC_PER_NODE) $(COMPOSE) run --rm train $(ARGS)
+
+docker-index:
+	mkdir -p $(DOCKER_DIRS)
+	$(COMPOSE) run --rm index $(ARGS)
+
+docker-serve:
+	mkdir -p $(DOCKER_DIRS)
+	$(COMPOSE) up -d --wait api
+	@echo "Search page: http://127.0.0.1:$${API_PORT:-8000}/  (log: docker logs -f person-search-api-1)"

@@ -272,11 +272,20 @@ class Trainer:
                 save_checkpoint(
                     {**self._state(), "val_metrics": metrics}, self.ckpt_dir / "best.pt"
                 )
-            if finished_epoch:
-                self.epoch += 1
+        if finished_epoch:
+            self.epoch += 1  # on every rank: each one runs the epoch loop
+        if self.rt.is_main:
             save_checkpoint(self._state(), self.ckpt_dir / "last.pt")
         if self.rt.world_size > 1:
             torch.distributed.barrier()
+
+    def _past(self, deadline: float) -> bool:
+        """Whether the time budget is spent; under DDP rank 0's clock decides for every rank."""
+        late = torch.tensor([time.monotonic() > deadline], dtype=torch.uint8)
+        if self.rt.world_size > 1:
+            late = late.to(self.rt.device)
+            torch.distributed.broadcast(late, src=0)
+        return bool(late.item())
 
     def fit(self) -> Path | None:
         cfg = self.cfg
@@ -311,7 +320,7 @@ class Trainer:
                         **terms,
                         **lrs,
                     )
-                if deadline and time.monotonic() > deadline:
+                if deadline and self._past(deadline):
                     out_of_time = True
                     log.info(
                         "time budget of %.1f min reached at step %d", cfg.max_minutes, self.step

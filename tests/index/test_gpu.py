@@ -1,0 +1,89 @@
+"""GPU search equals CPU search; skipped visibly where FAISS has no GPU or none is visible."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index import faiss_backend
+from index.store import GalleryIndex
+from tests.index.conftest import fake_items, random_unit
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(
+        faiss_backend.gpu_count() == 0, reason="no CUDA GPU / faiss without GPU support"
+    ),
+]
+
+DIM = 64
+N = 20_000
+
+
+@pytest.fixture
+def cpu_and_gpu(tmp_path: Path):
+    names = [f"g{i:06d}" for i in range(N)]
+    with GalleryIndex.create(tmp_path / "idx", "9" * 64, DIM, use_gpu="never") as index:
+        index.add(random_unit(N, DIM, 0), fake_items(names))
+    cpu = GalleryIndex.open(tmp_path / "idx", use_gpu="never")
+    gpu = GalleryIndex.open(tmp_path / "idx", use_gpu="always")
+    yield cpu, gpu
+    cpu.close()
+    gpu.close()
+
+
+def _same(a: list, b: list, tol: float) -> None:
+    assert len(a) == len(b)
+    for hits_a, hits_b in zip(a, b, strict=True):
+        np.testing.assert_allclose([h.score for h in hits_a], [h.score for h in hits_b], atol=tol)
+        # ids may only differ where scores tie within the tolerance
+        for ha, hb in zip(hits_a, hits_b, strict=True):
+            assert ha.image_id == hb.image_id or abs(ha.score - hb.score) <= tol
+
+
+def test_gpu_search_equals_cpu(cpu_and_gpu) -> None:
+    cpu, gpu = cpu_and_gpu
+    assert gpu.stats()["gpu"] is True and cpu.stats()["gpu"] is False
+    queries = random_unit(64, DIM, 1)
+    for k in (1, 10, 100):
+        _same(gpu.search(queries, k), cpu.search(queries, k), 1e-5)
+
+
+def test_writes_refresh_the_gpu_copy(cpu_and_gpu) -> None:
+    cpu, gpu = cpu_and_gpu
+    fresh = random_unit(3, DIM, 2)
+    gpu.add(fresh, fake_items(["new0", "new1", "new2"]))
+    assert [h[0].image_id for h in gpu.search(fresh, 1)] == ["new0", "new1", "new2"]
+    assert gpu.remove(["new1", "g000007"]) == ["new1", "g000007"]
+    assert gpu.search(fresh[1], 1)[0][0].image_id != "new1"
+    cpu.refresh()
+    queries = random_unit(16, DIM, 3)
+    _same(gpu.search(queries, 10), cpu.search(queries, 10), 1e-5)
+
+
+def test_k_is_capped_on_gpu(cpu_and_gpu, caplog: pytest.LogCaptureFixture) -> None:
+    _, gpu = cpu_and_gpu
+    with caplog.at_level(logging.WARNING):
+        hits = gpu.search(random_unit(2, DIM, 4), 5000)
+    assert [len(h) for h in hits] == [faiss_backend.GPU_MAX_K] * 2
+    assert "GPU limit" in caplog.text
+
+
+def test_fp16_storage_is_close(cpu_and_gpu) -> None:
+    cpu, _ = cpu_and_gpu
+    with GalleryIndex.open(cpu.path, use_gpu="always", gpu_fp16=True) as half:
+        queries = random_unit(32, DIM, 5)
+        got, want = half.search(queries, 10), cpu.search(queries, 10)
+    np.testing.assert_allclose(
+        [[h.score for h in row] for row in got], [[h.score for h in row] for row in want], atol=2e-3
+    )
+    overlap = np.mean(
+        [
+            len({h.image_id for h in a} & {h.image_id for h in b}) / 10
+            for a, b in zip(got, want, strict=True)
+        ]
+    )
+    assert overlap >= 0.9
