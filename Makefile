@@ -68,7 +68,7 @@ browser:
 	test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
 clean:
-	rm -rf runs indexes out .pytest_cache .ruff_cache
+	rm -rf out .pytest_cache .ruff_cache   # runs/ and indexes/ hold trained work: remove by hand
 
 # Containers (docker/). DEVICE=cpu|cuda picks the image and, for cuda, the GPU compose override;
 # ARGS replaces a job's default command line (see docker/compose.yaml), e.g. ARGS="--epochs 1".

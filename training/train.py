@@ -165,6 +165,9 @@ class Trainer:
         self.text_rng = random.Random(cfg.seed + 1000 * self.rt.rank)
         if cfg.resume and (self.ckpt_dir / "last.pt").is_file():
             self._resume(self.ckpt_dir / "last.pt")
+        elif self.rt.is_main:
+            # A fresh start: the curves must not continue an earlier run's log.
+            (self.out / "log.jsonl").unlink(missing_ok=True)
         self.model: torch.nn.Module = self.core
         if self.rt.world_size > 1:
             self.model = DistributedDataParallel(
