@@ -1,0 +1,68 @@
+"""A real server for the API tests: `python -m service` in a subprocess on a free local port,
+serving a briefly trained tiny bundle and an index built by `python -m index build`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from api_tests.server import API_KEY, REPO, ServiceProcess, service_env
+from tests.helpers import make_synthetic, make_trained_bundle
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> Path:
+    return make_trained_bundle(synthetic_root, tmp_path_factory.mktemp("run"), minutes=0.5)
+
+
+@pytest.fixture(scope="session")
+def built_index(
+    tmp_path_factory: pytest.TempPathFactory, trained_bundle: Path, synthetic_root: Path
+) -> Path:
+    """The synthetic test split, indexed by the index CLI (as a user would)."""
+    out = tmp_path_factory.mktemp("built") / "index"
+    command = [sys.executable, "-m", "index", "-q", "build", "--bundle", str(trained_bundle)]
+    command += ["--dataset", "cuhk-pedes", "--root", str(synthetic_root), "--split", "test"]
+    command += ["--out", str(out), "--workers", "0", "--device", "cpu"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"index build failed:\n{done.stdout}\n{done.stderr}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, trained_bundle: Path, built_index: Path
+) -> Iterator[ServiceProcess]:
+    """One server for the whole API suite, over a copy of the built index."""
+    home = tmp_path_factory.mktemp("served")
+    index_dir = home / "index"
+    shutil.copytree(built_index, index_dir)
+    service = ServiceProcess(service_env(trained_bundle, index_dir), home / "service.log")
+    service.start().wait_ready()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def http(server: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def key() -> dict[str, str]:
+    return {"X-API-Key": API_KEY}

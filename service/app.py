@@ -1,0 +1,139 @@
+"""The FastAPI application factory. All state lives on ``app.state``; nothing at module level."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from index.errors import IndexStoreError
+from service.loader import Loader, close_runtime
+from service.metrics import Metrics
+from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.routes import gallery, health, page, search
+from service.routes.page import STATIC_DIR
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Describe a person in plain words and get the matching gallery images, best first.
+
+Reads (search, gallery images) are open unless `TPS_READ_REQUIRES_KEY` is set; writes (upload,
+delete) need the `X-API-Key` header. `/readyz` turns 200 once the model and the index are
+loaded and warmed.
+"""
+
+UPLOAD_PATH = "/v1/gallery"
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    loader: Loader = app.state.loader
+
+    async def load() -> None:
+        runtime = await loader.load()
+        app.state.runtime = runtime
+        if runtime is not None and runtime.settings.index_refresh_s > 0:
+            await _refresh_loop(app, runtime.settings.index_refresh_s)
+
+    task = asyncio.create_task(load(), name="load-runtime")
+    try:
+        yield
+    finally:
+        loader.state = "stopping"
+        runtime, app.state.runtime = app.state.runtime, None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if runtime is not None:
+            await close_runtime(runtime)
+
+
+async def _refresh_loop(app: FastAPI, every_s: float) -> None:
+    """Pick up generations committed by other processes (a CLI adding to the same index)."""
+    while True:
+        await asyncio.sleep(every_s)
+        runtime = app.state.runtime
+        if runtime is None:
+            return
+        try:
+            if await asyncio.to_thread(runtime.index.refresh):
+                log.info("index refreshed: %d images", runtime.index.stats()["count"])
+        except IndexStoreError as err:
+            log.warning("index refresh failed (still serving the last good state): %s", err)
+
+
+def _bind_gauges(app: FastAPI, metrics: Metrics) -> None:
+    def runtime_value(read) -> float:
+        runtime = app.state.runtime
+        try:
+            return float(read(runtime)) if runtime is not None else 0.0
+        except IndexStoreError:
+            return 0.0
+
+    metrics.gauge(
+        "tps_ready",
+        "1 once model and index are loaded and warmed.",
+        lambda: 1.0 if app.state.runtime is not None else 0.0,
+    )
+    metrics.gauge(
+        "tps_index_images",
+        "Images in the gallery index.",
+        lambda: runtime_value(lambda r: r.index.stats()["count"]),
+    )
+    metrics.gauge(
+        "tps_query_queue_depth",
+        "Queries waiting for or inside the encoder and index.",
+        lambda: runtime_value(lambda r: r.queries.depth),
+    )
+
+
+async def _index_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("index error on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": f"index error: {exc}"}, status_code=500)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the model and index load in the background once it starts serving."""
+    settings = settings or Settings()  # type: ignore[call-arg]  # fields come from TPS_* env
+    metrics = Metrics()
+    app = FastAPI(
+        title="Text-to-person search",
+        version="1.0",
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.loader = Loader(settings, metrics)
+    app.state.runtime = None
+
+    for module in (search, gallery, health, page):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_exception_handler(IndexStoreError, _index_error)
+
+    def body_limit(scope: Scope) -> int:
+        is_upload = scope.get("method") == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH
+        return settings.max_upload_bytes if is_upload else settings.max_json_bytes
+
+    # Added last = outermost: metrics see every response, including 413s from the body limit.
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Content-Type", "X-API-Key"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    _bind_gauges(app, metrics)
+    return app

@@ -1,0 +1,105 @@
+"""Loading the runtime in the background, so /healthz answers while /readyz still says 503."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from service.metrics import Metrics
+from service.runtime import Runtime, StartupError, load_runtime, warm_up
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FatalHook = Callable[[str], None]
+
+
+class Loader:
+    """Tracks loading; ``on_fatal`` (set by ``python -m service``) stops the server when the
+    configuration cannot work, instead of leaving a process that never becomes ready."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.state = "loading"
+        self.error: str | None = None
+        self.on_fatal: FatalHook | None = None
+
+    def describe(self) -> str:
+        if self.state == "failed":
+            return f"loading failed: {self.error}"
+        if self.state == "loading":
+            return "the model and index are loading"
+        return self.state
+
+    async def load(self) -> Runtime | None:
+        started = time.perf_counter()
+        job = asyncio.ensure_future(asyncio.to_thread(load_runtime, self.settings, self.metrics))
+        try:
+            runtime = await asyncio.shield(job)
+        except asyncio.CancelledError:
+            # Shut down mid-load: close the index once the loading thread is done with it.
+            job.add_done_callback(_close_when_loaded)
+            raise
+        except StartupError as err:
+            self._fail(str(err))
+            return None
+        except Exception as err:
+            log.exception("loading failed")
+            self._fail(f"{type(err).__name__}: {err}")
+            return None
+        try:
+            await runtime.queries.start()
+            await warm_up(runtime)
+        except Exception as err:
+            log.exception("warm-up failed")
+            await close_runtime(runtime)
+            self._fail(f"warm-up failed: {type(err).__name__}: {err}")
+            return None
+        self.state = "ready"
+        _log_ready(runtime, time.perf_counter() - started)
+        return runtime
+
+    def _fail(self, message: str) -> None:
+        self.state = "failed"
+        self.error = message
+        log.error("cannot start: %s", message)
+        if self.on_fatal is not None:
+            self.on_fatal(message)
+
+
+def _close_when_loaded(job: asyncio.Future) -> None:
+    if not job.cancelled() and job.exception() is None:
+        job.result().index.close()
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    await runtime.queries.stop()
+    runtime.index.close()
+
+
+def _log_ready(runtime: Runtime, seconds: float) -> None:
+    s = runtime.settings
+    stats = runtime.index.stats()
+    batching = (
+        f"on (up to {s.batch_max_size} queries, {s.batch_max_wait_ms:g} ms window)"
+        if s.batching
+        else "off"
+    )
+    log.info(
+        "ready in %.1f s: model %s (dim %d) on %s; index %s with %d images (%s%s); "
+        "batching %s; writes %s; reads %s",
+        seconds,
+        runtime.fingerprint[:12],
+        runtime.bundle.dim,
+        runtime.bundle.device,
+        s.index_dir,
+        stats.get("count", 0),
+        stats.get("kind", "?"),
+        ", GPU" if stats.get("gpu") else "",
+        batching,
+        "need the API key" if s.writes_enabled else "disabled (no API key configured)",
+        "need the API key" if s.read_requires_key else "open",
+    )

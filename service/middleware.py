@@ -1,0 +1,102 @@
+"""ASGI middleware: request-body size limits and per-route request metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fastapi import HTTPException
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.metrics import Metrics
+
+LimitFor = Callable[[Scope], int]
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{n:,} bytes"
+
+
+def too_large_message(limit: int, size: int | None = None) -> str:
+    sent = f" ({_megabytes(size)})" if size is not None else ""
+    return f"the request body{sent} is over the limit of {_megabytes(limit)}"
+
+
+class BodyLimitMiddleware:
+    """413 before reading a byte when Content-Length is over the limit, and again while
+    streaming (chunked bodies, or a client that sends more than it announced)."""
+
+    def __init__(self, app: ASGIApp, limit_for: LimitFor, metrics: Metrics) -> None:
+        self.app = app
+        self.limit_for = limit_for
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope)
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            self.metrics.rejected.inc(reason="body_too_large")
+            response = JSONResponse(
+                {"detail": too_large_message(limit, int(declared))},
+                status_code=413,
+                headers={"Connection": "close"},  # the unread body must not be parsed as a request
+            )
+            await response(scope, receive, send)
+            return
+
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request" and not response_started:
+                received += len(message.get("body", b""))
+                if received > limit:
+                    self.metrics.rejected.inc(reason="body_too_large")
+                    raise HTTPException(413, too_large_message(limit))
+            return message
+
+        async def watch_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        await self.app(scope, limited_receive, watch_send)
+
+
+class MetricsMiddleware:
+    """Latency histogram and request counter per route template (never per raw path, which
+    would give one series per image id)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def watch_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch_send)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.latency.observe(time.perf_counter() - started, method=method, route=name)
+            self.metrics.requests.inc(method=method, route=name, status=str(status))

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per area: search, gallery, health (and the search page)."""

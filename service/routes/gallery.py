@@ -1,0 +1,230 @@
+"""The gallery: add images (multipart upload), read their metadata and pixels, delete them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from index.errors import ItemExistsError
+from service.deps import RuntimeDep
+from service.images import ImageRejectedError, media_type, thumbnail
+from service.ingest import Upload, UploadError, ingest, remove
+from service.runtime import Runtime
+from service.schemas import (
+    UPLOAD_REQUEST_BODY,
+    Duplicate,
+    ErrorResponse,
+    GalleryItem,
+    GalleryItemDetail,
+    UploadResponse,
+)
+from service.security import require_read_key, require_write_key
+
+router = APIRouter(prefix="/v1/gallery", tags=["gallery"])
+
+UPLOAD_DESCRIPTION = """\
+Add one or more images to the gallery in a `multipart/form-data` body: files in the field
+`files`, optionally `person_id` (applies to every file) and `image_id` (only with one file;
+by default the id is derived from the file's SHA-256).
+
+**All or nothing:** every file is decoded and checked before anything is written. If any file
+is rejected (unsupported or corrupt image, too many pixels, body too large), the whole request
+fails and neither files nor index entries are added. When the reply arrives, the images are
+stored on disk and searchable.
+
+Files whose exact bytes are already in the gallery are not added again; they are listed under
+`duplicates`. The status is 201 when anything was added, 200 when every file was a duplicate.
+Needs the `X-API-Key` header.
+"""
+
+UPLOAD_ERRORS = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong API key."},
+    403: {"model": ErrorResponse, "description": "Writes are disabled (no key configured)."},
+    409: {"model": ErrorResponse, "description": "image_id is taken by a different image."},
+    413: {"model": ErrorResponse, "description": "Body, file count or pixel count too large."},
+    415: {"model": ErrorResponse, "description": "Not a JPEG, PNG, WebP or BMP image."},
+    422: {"model": ErrorResponse, "description": "Corrupt image, or bad form fields."},
+}
+
+
+def _form_text(form, name: str) -> str | None:
+    value = form.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise HTTPException(422, f"the form field '{name}' must be text, not a file")
+    return value.strip() or None
+
+
+async def _read_uploads(
+    request: Request, runtime: Runtime
+) -> tuple[list[Upload], str | None, str | None]:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            "send the images as multipart/form-data, in the field 'files'",
+        )
+    form = await _parse_form(request, runtime.settings.max_files)
+    try:
+        extra = sorted({k for k in form if k not in ("files", "person_id", "image_id")})
+        if extra:
+            raise HTTPException(422, f"unknown form field(s): {', '.join(extra)}")
+        uploads = []
+        for part in form.getlist("files"):
+            if not isinstance(part, UploadFile):
+                raise HTTPException(422, "the field 'files' must hold files, not text")
+            name = (part.filename or "upload")[:100]
+            uploads.append(Upload(name=name, data=await part.read()))
+        return uploads, _form_text(form, "image_id"), _form_text(form, "person_id")
+    finally:
+        await form.close()
+
+
+async def _parse_form(request: Request, max_files: int) -> FormData:
+    """Parse the multipart body; the body limit middleware cuts the stream at max_upload_bytes
+    while this runs."""
+    try:
+        return await request.form(max_files=max_files, max_fields=8, max_part_size=4096)
+    except StarletteHTTPException as err:
+        # Starlette answers 400 for too many files; it is a size limit like the others.
+        if err.status_code == 400 and "Too many files" in str(err.detail):
+            raise HTTPException(413, f"at most {max_files} files per request") from None
+        raise
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadResponse,
+    summary="Add images to the gallery (all or nothing)",
+    description=UPLOAD_DESCRIPTION,
+    responses={200: {"model": UploadResponse, "description": "Every file was a duplicate."}}
+    | UPLOAD_ERRORS,
+    openapi_extra={"requestBody": UPLOAD_REQUEST_BODY},
+    dependencies=[Depends(require_write_key)],
+)
+async def upload(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    uploads, image_id, person_id = await _read_uploads(request, runtime)
+    try:
+        result = await ingest(runtime, uploads, image_id, person_id)
+    except UploadError as err:
+        runtime.metrics.rejected.inc(reason=f"upload_{err.status}")
+        raise HTTPException(err.status, err.message) from None
+    except ItemExistsError as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(err)) from None
+    body = UploadResponse(
+        added=[
+            GalleryItem(image_id=i.image_id, person_id=i.person_id, sha256=i.sha256)
+            for i in result.added
+        ],
+        duplicates=[
+            Duplicate(image_id=n, existing_image_id=e, sha256=h) for n, e, h in result.duplicates
+        ],
+    )
+    code = status.HTTP_201_CREATED if result.added else status.HTTP_200_OK
+    return JSONResponse(body.model_dump(), status_code=code)
+
+
+def _item_or_404(runtime: Runtime, image_id: str):
+    item = runtime.index.get(image_id)
+    if item is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery image with id {image_id!r}")
+    return item
+
+
+def _image_url(request: Request, image_id: str) -> str:
+    return f"{request.scope.get('root_path', '')}/v1/gallery/{quote(image_id, safe='/')}/image"
+
+
+# Declared before the plain item route: image ids may contain '/', so "{id}/image" must win.
+@router.get(
+    "/{image_id:path}/image",
+    name="gallery_image",
+    summary="The stored image, or a JPEG thumbnail",
+    description="Serves only files recorded in the index. `thumb=1` gives a thumbnail of the "
+    "default size; `size=N` one whose longer side is at most N pixels.",
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}}},
+        404: {"model": ErrorResponse},
+    },
+    response_class=Response,
+    dependencies=[Depends(require_read_key)],
+)
+async def gallery_image(
+    request: Request,
+    image_id: str,
+    runtime: RuntimeDep,
+    thumb: Annotated[
+        bool, Query(description="Return a thumbnail instead of the original.")
+    ] = False,
+    size: Annotated[
+        int | None, Query(ge=16, le=1024, description="Thumbnail size in pixels.")
+    ] = None,
+) -> Response:
+    item = _item_or_404(runtime, image_id)
+    path = Path(item.source_path)  # from the manifest only: never built from the request
+    if not path.is_file():
+        raise HTTPException(404, f"the file of gallery image {image_id!r} is missing on disk")
+    headers = {
+        "ETag": f'"{item.sha256}"',
+        "Cache-Control": "private, max-age=300",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if not thumb and size is None:
+        return FileResponse(path, media_type=media_type(path), headers=headers)
+    side = size or runtime.settings.thumb_size
+    headers["ETag"] = f'"{item.sha256}-{side}"'
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    data = runtime.thumbnails.get(item.sha256, side)
+    if data is None:
+        try:
+            data = await asyncio.to_thread(thumbnail, path, side, runtime.settings.max_pixels)
+        except ImageRejectedError as err:
+            raise HTTPException(err.status, err.message) from None
+        runtime.thumbnails.put(item.sha256, side, data)
+    return Response(data, media_type="image/jpeg", headers=headers)
+
+
+@router.get(
+    "/{image_id:path}",
+    response_model=GalleryItemDetail,
+    summary="Metadata of one gallery image",
+    responses={404: {"model": ErrorResponse}},
+    dependencies=[Depends(require_read_key)],
+)
+async def gallery_item(request: Request, image_id: str, runtime: RuntimeDep) -> GalleryItemDetail:
+    item = _item_or_404(runtime, image_id)
+    url = _image_url(request, item.image_id)
+    return GalleryItemDetail(
+        image_id=item.image_id,
+        person_id=item.person_id,
+        sha256=item.sha256,
+        added_at=item.added_at,
+        image_url=url,
+        thumbnail_url=f"{url}?thumb=1",
+    )
+
+
+@router.delete(
+    "/{image_id:path}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Remove an image from the gallery",
+    description="Removes the index entry and, for uploaded images, the stored file. "
+    "Needs the `X-API-Key` header.",
+    responses={404: {"model": ErrorResponse}} | {k: UPLOAD_ERRORS[k] for k in (401, 403)},
+    dependencies=[Depends(require_write_key)],
+)
+async def delete_item(image_id: str, runtime: RuntimeDep) -> Response:
+    if not await remove(runtime, image_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery image with id {image_id!r}")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

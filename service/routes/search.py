@@ -1,0 +1,114 @@
+"""POST /v1/search and /v1/search/batch: text in, ranked gallery images out."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi.exceptions import RequestValidationError
+
+from service.batching import BatcherClosedError, QueueFullError
+from service.deps import RuntimeDep
+from service.query import QueryOutcome, run_queries
+from service.runtime import Runtime
+from service.schemas import (
+    BatchSearchRequest,
+    BatchSearchResponse,
+    ErrorResponse,
+    QueryResults,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+)
+from service.security import require_read_key
+
+router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read_key)])
+
+ERRORS = {
+    422: {"model": ErrorResponse, "description": "Empty or over-long query, top_k out of range."},
+    429: {"model": ErrorResponse, "description": "The encoder queue is full; retry shortly."},
+    503: {"model": ErrorResponse, "description": "Model and index are still loading."},
+}
+
+
+def invalid(field: str, message: str) -> RequestValidationError:
+    """A 422 shaped like FastAPI's own validation errors, for limits read from the settings."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", field), "msg": message, "input": None}]
+    )
+
+
+def check_limits(runtime: Runtime, queries: list[str], top_k: int, field: str) -> None:
+    s = runtime.settings
+    if top_k > s.max_top_k:
+        raise invalid("top_k", f"top_k must be at most {s.max_top_k}, got {top_k}")
+    for i, query in enumerate(queries):
+        if len(query) > s.max_query_chars:
+            where = field if len(queries) == 1 and field == "query" else f"{field}[{i}]"
+            raise invalid(
+                where,
+                f"{where} is {len(query)} characters; the limit is {s.max_query_chars}",
+            )
+
+
+async def _run(runtime: Runtime, queries: list[str], top_k: int, unique: bool):
+    try:
+        return await run_queries(runtime, queries, top_k, unique)
+    except QueueFullError as err:
+        runtime.metrics.rejected.inc(reason="queue_full")
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, str(err), headers={"Retry-After": "1"}
+        ) from None
+    except BatcherClosedError as err:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(err)) from None
+
+
+def _hits(outcome: QueryOutcome) -> list[SearchHit]:
+    return [
+        SearchHit(image_id=h.image_id, person_id=h.person_id, score=float(h.score), rank=i)
+        for i, h in enumerate(outcome.hits, start=1)
+    ]
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    summary="Find gallery images matching a description",
+    description="Ranks gallery images by cosine similarity to the query, best first. Scores are "
+    "raw similarities: no threshold is applied. Queries longer than the text encoder's context "
+    "are cut to fit and the reply says `truncated: true`.",
+    responses=ERRORS,
+)
+async def search(body: SearchRequest, runtime: RuntimeDep) -> SearchResponse:
+    check_limits(runtime, [body.query], body.top_k, "query")
+    started = time.perf_counter()
+    [outcome] = await _run(runtime, [body.query], body.top_k, body.unique_persons)
+    return SearchResponse(
+        results=_hits(outcome),
+        model=runtime.fingerprint,
+        took_ms=(time.perf_counter() - started) * 1000.0,
+        truncated=outcome.truncated,
+    )
+
+
+@router.post(
+    "/search/batch",
+    response_model=BatchSearchResponse,
+    summary="Several descriptions at once",
+    description="Same as /v1/search for each query; results come back in request order.",
+    responses=ERRORS,
+)
+async def search_batch(body: BatchSearchRequest, runtime: RuntimeDep) -> BatchSearchResponse:
+    s = runtime.settings
+    if len(body.queries) > s.max_batch_queries:
+        raise invalid(
+            "queries", f"at most {s.max_batch_queries} queries per request, got {len(body.queries)}"
+        )
+    check_limits(runtime, body.queries, body.top_k, "queries")
+    started = time.perf_counter()
+    outcomes = await _run(runtime, body.queries, body.top_k, body.unique_persons)
+    return BatchSearchResponse(
+        queries=[QueryResults(results=_hits(o), truncated=o.truncated) for o in outcomes],
+        model=runtime.fingerprint,
+        took_ms=(time.perf_counter() - started) * 1000.0,
+    )

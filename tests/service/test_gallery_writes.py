@@ -1,0 +1,126 @@
+"""Uploads and deletes in-process: all or nothing, durable, searchable, cleaned up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from tests.service.support import KEY, count, jpeg, png_header_only
+
+
+def stored_files(client: TestClient) -> set[Path]:
+    root = client.app.state.settings.images_path
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+def upload(client: TestClient, *files: tuple[str, bytes], **fields: str):
+    parts = [("files", (name, data, "application/octet-stream")) for name, data in files]
+    return client.post("/v1/gallery", files=parts, data=fields, headers=KEY)
+
+
+def test_upload_search_delete(client: TestClient) -> None:
+    reply = upload(client, ("walker.jpg", jpeg()), person_id="cam7-42")
+    assert reply.status_code == 201, reply.text
+    [added] = reply.json()["added"]
+    assert added["person_id"] == "cam7-42" and reply.json()["duplicates"] == []
+    image_id = added["image_id"]
+    assert image_id == added["sha256"][:24]
+    assert count(client) == 16
+    [path] = stored_files(client)
+    assert path.name == f"{added['sha256']}.jpg"  # named by content, not by the client
+
+    everything = client.post("/v1/search", json={"query": "a person", "top_k": 100}).json()
+    assert image_id in {r["image_id"] for r in everything["results"]}
+    assert client.get(f"/v1/gallery/{image_id}/image").content == jpeg()
+
+    assert client.delete(f"/v1/gallery/{image_id}", headers=KEY).status_code == 204
+    assert client.get(f"/v1/gallery/{image_id}").status_code == 404
+    assert client.delete(f"/v1/gallery/{image_id}", headers=KEY).status_code == 404
+    assert count(client) == 15 and stored_files(client) == set()
+
+
+def test_several_files_with_chosen_ids(client: TestClient) -> None:
+    reply = upload(client, ("a.jpg", jpeg((1, 2, 3))), ("b.png", jpeg((3, 2, 1))))
+    assert reply.status_code == 201 and len(reply.json()["added"]) == 2
+    assert count(client) == 17
+    named = upload(client, ("c.jpg", jpeg((9, 9, 9))), image_id="front-door_0001")
+    assert named.json()["added"][0]["image_id"] == "front-door_0001"
+    for item in [*reply.json()["added"], *named.json()["added"]]:
+        client.delete(f"/v1/gallery/{item['image_id']}", headers=KEY)
+    assert count(client) == 15 and stored_files(client) == set()
+
+
+def test_duplicates_are_reported_not_added(client: TestClient) -> None:
+    first = upload(client, ("a.jpg", jpeg((50, 60, 70))))
+    image_id = first.json()["added"][0]["image_id"]
+    again = upload(client, ("copy.jpg", jpeg((50, 60, 70))), ("copy2.jpg", jpeg((50, 60, 70))))
+    assert again.status_code == 200
+    assert again.json()["added"] == []
+    assert {d["existing_image_id"] for d in again.json()["duplicates"]} == {image_id}
+    # The data set's own images dedupe too: the bytes of a gallery image are not stored twice.
+    original = client.get("/v1/gallery/p0020/p0020_01.jpg/image").content
+    same = upload(client, ("again.jpg", original))
+    assert same.json()["duplicates"][0]["existing_image_id"] == "p0020/p0020_01.jpg"
+    assert count(client) == 16 and len(stored_files(client)) == 1
+    client.delete(f"/v1/gallery/{image_id}", headers=KEY)
+
+
+def test_one_bad_file_rejects_the_whole_request(client: TestClient) -> None:
+    before_files = stored_files(client)
+    cases = [
+        ((("ok.jpg", jpeg()), ("bad.jpg", b"not an image")), 415),
+        ((("ok.jpg", jpeg()), ("cut.jpg", jpeg(size=(300, 300))[:400])), 422),
+        ((("ok.jpg", jpeg()), ("huge.png", png_header_only(8000, 8000))), 413),
+        ((("ok.jpg", jpeg()), ("empty.jpg", b"")), 422),
+    ]
+    for files, status in cases:
+        reply = upload(client, *files)
+        assert reply.status_code == status, (files[1][0], reply.text)
+        assert files[1][0] in reply.json()["detail"]
+        assert count(client) == 15 and stored_files(client) == before_files
+
+
+def test_bad_form_fields(client: TestClient) -> None:
+    two = upload(client, ("a.jpg", jpeg()), ("b.jpg", jpeg((0, 0, 0))), image_id="x")
+    assert two.status_code == 422 and "single file" in two.json()["detail"]
+    bad_id = upload(client, ("a.jpg", jpeg()), image_id="../../etc/passwd")
+    assert bad_id.status_code == 422 and "image_id must be" in bad_id.json()["detail"]
+    none = client.post("/v1/gallery", files={"person_id": (None, "x")}, headers=KEY)
+    assert none.status_code == 422 and "no files" in none.json()["detail"]
+    unknown = upload(client, ("a.jpg", jpeg()), colour="red")
+    assert unknown.status_code == 422 and "colour" in unknown.json()["detail"]
+    as_json = client.post("/v1/gallery", json={"files": []}, headers=KEY)
+    assert as_json.status_code == 415
+    assert count(client) == 15 and stored_files(client) == set()
+
+
+def test_taken_image_id_is_409(client: TestClient) -> None:
+    reply = upload(client, ("a.jpg", jpeg((7, 7, 7))), image_id="p0020/p0020_01.jpg")
+    assert reply.status_code == 422  # '/' is not allowed in uploaded ids
+    first = upload(client, ("a.jpg", jpeg((7, 7, 7))), image_id="gate-1")
+    assert first.status_code == 201
+    clash = upload(client, ("b.jpg", jpeg((8, 8, 8))), image_id="gate-1")
+    assert clash.status_code == 409 and "different content" in clash.json()["detail"]
+    assert count(client) == 16 and len(stored_files(client)) == 1
+    client.delete("/v1/gallery/gate-1", headers=KEY)
+
+
+def test_too_many_files_and_too_many_bytes(client: TestClient) -> None:
+    limit = client.app.state.settings.max_files
+    files = [(f"{i}.jpg", jpeg((i, i, i))) for i in range(limit + 1)]
+    too_many = upload(client, *files)
+    assert too_many.status_code == 413 and f"at most {limit} files" in too_many.json()["detail"]
+    big = b"\xff" * (client.app.state.settings.max_upload_bytes + 1)
+    reply = upload(client, ("big.jpg", big))
+    assert reply.status_code == 413 and "over the limit" in reply.json()["detail"]
+    assert count(client) == 15 and stored_files(client) == set()
+
+
+def test_deleting_a_data_set_image_keeps_its_file(client: TestClient) -> None:
+    meta = client.get("/v1/gallery/p0024/p0024_03.jpg")
+    source = Path(client.app.state.runtime.index.get("p0024/p0024_03.jpg").source_path)
+    assert meta.status_code == 200 and source.is_file()
+    assert client.delete("/v1/gallery/p0024/p0024_03.jpg", headers=KEY).status_code == 204
+    assert source.is_file()  # outside the image folder: never deleted by the service
+    assert count(client) == 14
