@@ -29,7 +29,8 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 test: lint
-	$(VENV)/bin/pytest -q
+	# Passive OpenMP threads: the API tests run a server and a client on the same 2 cores.
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -q
 
 data: install
 	test -f $(DATA)/reid_raw.json || \
@@ -69,6 +70,27 @@ browser:
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache   # runs/ and indexes/ hold trained work: remove by hand
+
+# Reliability at full size (CI runs the same tests small, in `make test`). Each prints its
+# figures as JSON and writes them to $(RELIABILITY_OUT); see reliability/README-section.md.
+FUZZ_EXAMPLES ?= 300
+CRASH_TRIALS ?= 20
+SOAK_SECONDS ?= 300
+RELIABILITY_OUT ?= out/reliability
+.PHONY: fuzz crash-test soak
+
+fuzz: install
+	TPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) TPS_RELIABILITY_OUT=$(RELIABILITY_OUT) \
+		$(VENV)/bin/pytest -q -s api_tests/reliability/test_fuzz.py
+
+crash-test: install
+	TPS_CRASH_TRIALS=$(CRASH_TRIALS) TPS_CLI_CRASH_TRIALS=$(CRASH_TRIALS) \
+		TPS_RELIABILITY_OUT=$(RELIABILITY_OUT) $(VENV)/bin/pytest -q -s \
+		api_tests/reliability/test_crash_http.py tests/reliability/test_index_cli_crash.py \
+		tests/index/test_crash.py
+
+soak: install
+	$(PY) -m bench.soak --duration $(SOAK_SECONDS) --out $(RELIABILITY_OUT)
 
 # Containers (docker/). DEVICE=cpu|cuda picks the image and, for cuda, the GPU compose override;
 # ARGS replaces a job's default command line (see docker/compose.yaml), e.g. ARGS="--epochs 1".

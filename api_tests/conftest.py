@@ -16,27 +16,16 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from api_tests.server import API_KEY, REPO, ServiceProcess, service_env
-from tests.helpers import make_synthetic, make_trained_bundle
-
-
-@pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_synthetic(tmp_path_factory.mktemp("synthetic"))
-
-
-@pytest.fixture(scope="session")
-def trained_bundle(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> Path:
-    return make_trained_bundle(synthetic_root, tmp_path_factory.mktemp("run"), minutes=0.5)
 
 
 @pytest.fixture(scope="session")
 def built_index(
-    tmp_path_factory: pytest.TempPathFactory, trained_bundle: Path, synthetic_root: Path
+    tmp_path_factory: pytest.TempPathFactory, trained_bundle: Path, quality_root: Path
 ) -> Path:
     """The synthetic test split, indexed by the index CLI (as a user would)."""
     out = tmp_path_factory.mktemp("built") / "index"
     command = [sys.executable, "-m", "index", "-q", "build", "--bundle", str(trained_bundle)]
-    command += ["--dataset", "cuhk-pedes", "--root", str(synthetic_root), "--split", "test"]
+    command += ["--dataset", "cuhk-pedes", "--root", str(quality_root), "--split", "test"]
     command += ["--out", str(out), "--workers", "0", "--device", "cpu"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"index build failed:\n{done.stdout}\n{done.stderr}"

@@ -12,27 +12,17 @@ from api_tests.server import index_count
 
 
 @pytest.fixture(scope="module")
-def captions(synthetic_root: Path) -> list[tuple[str, str]]:
-    """(caption, person id) for every caption of the test split."""
-    entries = json.loads((synthetic_root / "reid_raw.json").read_text())
+def captions(quality_root: Path) -> list[tuple[str, str]]:
+    """(caption, person id) for every caption of the served (test) split."""
+    entries = json.loads((quality_root / "reid_raw.json").read_text())
     return [(c, str(e["id"])) for e in entries if e["split"] == "test" for c in e["captions"]]
 
 
-# The trained_bundle fixture trains for a wall-time budget; on a busy CPU it may stop after an
-# epoch or two, when the tiny model still ranks at chance. Measured on the synthetic test split:
-# 1-2 epochs ≈ 0.13-0.20 top-1 (chance 0.20), 10 epochs 0.27, 30 epochs 0.30.
-MIN_EPOCHS = 8
-
-
 def test_captions_find_their_person_more_often_than_chance(
-    http: httpx.Client, captions: list[tuple[str, str]], trained_bundle: Path
+    http: httpx.Client, captions: list[tuple[str, str]]
 ) -> None:
-    epoch = json.loads((trained_bundle / "bundle.json").read_text()).get("epoch", 0)
-    if epoch < MIN_EPOCHS:
-        pytest.skip(
-            f"the trained_bundle fixture stopped at epoch {epoch} (< {MIN_EPOCHS}) within its time "
-            "budget (CPU busy?): too little training to judge ranking quality"
-        )
+    # The fixture model reaches about 8 % top-1 over 50 unseen persons (chance 2 %) and is
+    # trained for a fixed number of steps, so twice chance is a margin, not a coin toss.
     hits = 0
     for start in range(0, len(captions), 64):
         chunk = captions[start : start + 64]
@@ -44,9 +34,9 @@ def test_captions_find_their_person_more_often_than_chance(
             hits += ranked[0]["person_id"] == person
     persons = {p for _, p in captions}
     hit_rate, chance = hits / len(captions), 1 / len(persons)
-    assert hit_rate > chance, (
-        f"top-1 person hit rate {hit_rate:.2f} over {len(captions)} captions is not above "
-        f"chance ({chance:.2f}, {len(persons)} persons): is the test bundle trained?"
+    assert hit_rate > 2 * chance, (
+        f"top-1 person hit rate {hit_rate:.3f} over {len(captions)} captions is not twice "
+        f"chance ({chance:.3f}, {len(persons)} persons): is the test bundle trained?"
     )
 
 

@@ -1,4 +1,4 @@
-"""Session fixtures: one synthetic set and bundles, built once per test run."""
+"""Session fixtures shared by tests/ and api_tests/: built once per test run."""
 
 from __future__ import annotations
 
@@ -24,5 +24,14 @@ def random_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_bundle(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> Path:
-    return make_trained_bundle(synthetic_root, tmp_path_factory.mktemp("run"), minutes=0.5)
+def quality_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough identities (900 to train on, 50 held out for test) to judge ranking quality."""
+    return make_synthetic(
+        tmp_path_factory.mktemp("quality"), ids=1000, images_per_id=2, held_out=0.05
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory: pytest.TempPathFactory, quality_root: Path) -> Path:
+    """The tiny model trained on ``quality_root`` for a few minutes of CPU."""
+    return make_trained_bundle(quality_root, tmp_path_factory.mktemp("run"))
