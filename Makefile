@@ -11,7 +11,7 @@ INDEX ?= indexes/demo
 HOST ?= 127.0.0.1
 PORT ?= 8000
 FAISS ?= cpu
-DEMO_MINUTES ?= 4
+DEMO_MINUTES ?= 6
 
 .PHONY: install lint test demo data contact-sheet train index serve bench accuracy \
 	browser clean
@@ -34,7 +34,8 @@ test: lint
 
 data: install
 	test -f $(DATA)/reid_raw.json || \
-		$(PY) -m training.synthetic --out $(DATA) --ids 300 --images-per-id 4 --seed 0
+		$(PY) -m training.synthetic --out $(DATA) --ids 1500 --images-per-id 2 --seed 0 \
+			--val-fraction 0.05 --test-fraction 0.1
 
 contact-sheet: data
 	$(PY) -m training.contact_sheet --root $(DATA) --out $(DATA)/contact_sheet.png
