@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from index.fsio import temp_dir, write_json_atomic
 from index.openclip_import import import_open_clip
 
 BUNDLE_FORMAT = "tps-bundle"
@@ -52,15 +53,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def preprocess_cfg(image_size: tuple[int, int], mean: list[float], std: list[float]) -> dict:
     """Eval preprocessing: squash-resize to H×W (pedestrian crops are already tall), normalise."""
     return {
@@ -90,13 +82,11 @@ def write_bundle(
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    tmp_dir = temp_dir(out_dir.parent, prefix=f".{out_dir.name}.")
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state_dict.items()}
     save_file(tensors, str(tmp_dir / WEIGHTS_FILE))
     fingerprint = sha256_file(tmp_dir / WEIGHTS_FILE)
-    _write_json_atomic(
-        tmp_dir / CONFIG_FILE, {"model_cfg": model_cfg, "preprocess_cfg": preprocess}
-    )
+    write_json_atomic(tmp_dir / CONFIG_FILE, {"model_cfg": model_cfg, "preprocess_cfg": preprocess})
     image_size = tuple(int(s) for s in preprocess["size"])
     meta = {
         "format": BUNDLE_FORMAT,
@@ -108,23 +98,17 @@ def write_bundle(
         "model_name": model_name,
         **(extra or {}),
     }
-    _write_json_atomic(tmp_dir / META_FILE, meta)
+    write_json_atomic(tmp_dir / META_FILE, meta)
     if out_dir.exists():
         old = out_dir.with_name(f".{out_dir.name}.old")
         if old.exists():
-            _remove_tree(old)
+            shutil.rmtree(old)
         os.replace(out_dir, old)
         os.replace(tmp_dir, out_dir)
-        _remove_tree(old)
+        shutil.rmtree(old)
     else:
         os.replace(tmp_dir, out_dir)
     return read_meta(out_dir)
-
-
-def _remove_tree(path: Path) -> None:
-    for child in sorted(path.rglob("*"), reverse=True):
-        child.rmdir() if child.is_dir() else child.unlink()
-    path.rmdir()
 
 
 def read_meta(bundle_dir: Path) -> BundleMeta:
