@@ -73,15 +73,17 @@ clean:
 	rm -rf out .pytest_cache .ruff_cache   # runs/ and indexes/ hold trained work: remove by hand
 
 # Reliability at full size (CI runs the same tests small, in `make test`). Each prints its
-# figures as JSON and writes them to $(RELIABILITY_OUT); see reliability/README-section.md.
+# figures as JSON and writes them to $(RELIABILITY_OUT); README "Reliability" explains them.
 FUZZ_EXAMPLES ?= 300
+FUZZ_SECONDS ?= 300
 CRASH_TRIALS ?= 20
 SOAK_SECONDS ?= 300
 RELIABILITY_OUT ?= out/reliability
 .PHONY: fuzz crash-test soak
 
 fuzz: install
-	TPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) TPS_RELIABILITY_OUT=$(RELIABILITY_OUT) \
+	TPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) TPS_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+		TPS_RELIABILITY_OUT=$(RELIABILITY_OUT) \
 		$(VENV)/bin/pytest -q -s api_tests/reliability/test_fuzz.py
 
 crash-test: install

@@ -4,6 +4,7 @@ and every bad upload refused with its 4xx and no trace in the index or on disk."
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,13 @@ from PIL import Image
 
 from api_tests.server import UPLOAD_LIMIT, ServiceProcess, index_count
 from tests.service.support import png_header_only
+
+
+@pytest.fixture(scope="module")
+def served_ids(quality_root: Path) -> list[str]:
+    """Image ids of the indexed test split, as the index build names them."""
+    entries = json.loads((quality_root / "reid_raw.json").read_text())
+    return [e["file_path"] for e in entries if e["split"] == "test"]
 
 
 def image_bytes(colour: tuple[int, int, int], fmt: str = "JPEG", size=(64, 160)) -> bytes:
@@ -71,16 +79,16 @@ def test_uploads_survive_a_restart(server: ServiceProcess, http: httpx.Client, k
     assert http.delete("/v1/gallery/kept-1", headers=key).status_code == 204
 
 
-def test_writes_need_the_right_key(http: httpx.Client) -> None:
+def test_writes_need_the_right_key(http: httpx.Client, served_ids: list[str]) -> None:
     before = index_count(http)
     files = ("a.jpg", image_bytes((1, 1, 1)))
     assert upload(http, {}, files).status_code == 401
     assert upload(http, {"X-API-Key": "not-the-key"}, files).status_code in (401, 403)
-    assert http.delete("/v1/gallery/p0020/p0020_01.jpg").status_code == 401
-    wrong = http.delete("/v1/gallery/p0020/p0020_01.jpg", headers={"X-API-Key": "nope"})
+    assert http.delete(f"/v1/gallery/{served_ids[0]}").status_code == 401
+    wrong = http.delete(f"/v1/gallery/{served_ids[0]}", headers={"X-API-Key": "nope"})
     assert wrong.status_code in (401, 403)
     assert index_count(http) == before
-    assert http.get("/v1/gallery/p0020/p0020_01.jpg").status_code == 200
+    assert http.get(f"/v1/gallery/{served_ids[0]}").status_code == 200
 
 
 BAD_UPLOADS = {
@@ -149,10 +157,10 @@ def test_not_multipart_is_415(http: httpx.Client, key: dict) -> None:
     assert reply.status_code == 415
 
 
-def test_duplicate_upload_is_reported(http: httpx.Client, key: dict) -> None:
-    original = http.get("/v1/gallery/p0021/p0021_02.jpg/image").content
+def test_duplicate_upload_is_reported(http: httpx.Client, key: dict, served_ids: list[str]) -> None:
+    original = http.get(f"/v1/gallery/{served_ids[1]}/image").content
     before = index_count(http)
     reply = upload(http, key, ("copy.jpg", original))
     assert reply.status_code == 200
-    assert reply.json()["duplicates"][0]["existing_image_id"] == "p0021/p0021_02.jpg"
+    assert reply.json()["duplicates"][0]["existing_image_id"] == served_ids[1]
     assert index_count(http) == before

@@ -50,12 +50,13 @@ def untrained_bundle(out: Path, seed: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=Path("data/synthetic-500"))
-    parser.add_argument("--ids", type=int, default=500)
-    parser.add_argument("--images-per-id", type=int, default=4)
+    parser.add_argument("--data", type=Path, default=Path("data/synthetic-2000"))
+    parser.add_argument("--ids", type=int, default=2000)
+    parser.add_argument("--images-per-id", type=int, default=3)
     parser.add_argument("--config", type=Path, default=Path("configs/tiny-synthetic.yaml"))
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per run")
     parser.add_argument("--epochs", type=int, help="override the config's epoch count")
+    parser.add_argument("--warmup-epochs", type=float, help="override the config's warm-up")
     parser.add_argument("--losses", action="append", help="loss set(s) to train; repeatable")
     parser.add_argument("--ablation", action="store_true", help=f"train each of {ABLATION}")
     parser.add_argument("--runs", type=Path, default=Path("runs/accuracy"))
@@ -64,7 +65,15 @@ def main() -> None:
     args = parser.parse_args()
 
     if not (args.data / "reid_raw.json").is_file():
-        generate(args.data, ids=args.ids, images_per_id=args.images_per_id, seed=args.seed)
+        # 5 % of identities each for val and test: 100 unseen persons at the default size.
+        generate(
+            args.data,
+            ids=args.ids,
+            images_per_id=args.images_per_id,
+            seed=args.seed,
+            val_fraction=0.05,
+            test_fraction=0.05,
+        )
     test = EvalSplit.from_records(load_records("cuhk-pedes", args.data, "test"))
     result: dict = {
         "benchmark": "synthetic_accuracy",
@@ -85,6 +94,7 @@ def main() -> None:
             "max_minutes": args.minutes,
             "seed": args.seed,
             "epochs": args.epochs,
+            "warmup_epochs": args.warmup_epochs,
         }
         start = time.monotonic()
         bundle = train(load_config(args.config, overrides))

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -17,6 +18,7 @@ from index.errors import IndexStoreError
 from service.loader import Loader, close_runtime
 from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.openapi import install_openapi
 from service.routes import gallery, health, page, search
 from service.routes.page import STATIC_DIR
 from service.settings import Settings
@@ -96,6 +98,19 @@ def _bind_gauges(app: FastAPI, metrics: Metrics) -> None:
     )
 
 
+def _method_not_allowed(routes: list[APIRoute]):
+    """Starlette's 405 names only the methods of the first route whose path matched; HTTP wants
+    every method the resource has (GET and DELETE share /v1/gallery/{image_id})."""
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        path = request.scope["path"]
+        allowed = sorted({m for r in routes if r.path_regex.match(path) for m in r.methods or ()})
+        headers = {"Allow": ", ".join(allowed)} if allowed else None
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=headers)
+
+    return handler
+
+
 async def _index_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("index error on %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"detail": f"index error: {exc}"}, status_code=500)
@@ -116,10 +131,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.loader = Loader(settings, metrics)
     app.state.runtime = None
 
-    for module in (search, gallery, health, page):
-        app.include_router(module.router)
+    routers = [module.router for module in (search, gallery, health, page)]
+    for router in routers:
+        app.include_router(router)
+    api_routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
+    app.add_exception_handler(405, _method_not_allowed(api_routes))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(IndexStoreError, _index_error)
+    install_openapi(app, settings)
 
     def body_limit(scope: Scope) -> int:
         is_upload = scope.get("method") == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH

@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Pillow format name -> (media type, file suffix). Anything else is refused with 415.
@@ -18,6 +19,8 @@ FORMATS = {
     "BMP": ("image/bmp", ".bmp"),
 }
 SUFFIX_MEDIA_TYPES = {suffix: media for media, suffix in FORMATS.values()} | {".jpeg": "image/jpeg"}
+# What the image route may answer with: stored uploads, and data set files of other kinds.
+IMAGE_MEDIA_TYPES = [*dict.fromkeys(SUFFIX_MEDIA_TYPES.values()), "application/octet-stream"]
 
 
 class ImageRejectedError(Exception):
@@ -36,11 +39,25 @@ class CheckedImage:
     format: str
     width: int
     height: int
-    image: Image.Image  # decoded, EXIF-rotated, RGB
+    image: Image.Image  # decoded, EXIF-rotated, RGB (see to_rgb)
 
     @property
     def suffix(self) -> str:
         return FORMATS[self.format][1]
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """The picture a person would see, as 8-bit RGB: 16-bit grey keeps its high byte (Pillow's
+    own conversion clips at 255, which turns a 16-bit photo white), and transparent pixels show
+    white (not whatever colour the file keeps under them)."""
+    if img.mode.startswith("I"):  # I;16, I;16B, I: 16-bit grey from PNG
+        grey = np.asarray(img).astype(np.int64) >> 8
+        img = Image.fromarray(grey.clip(0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
 
 
 def _open_header(data: io.BytesIO, name: str, max_pixels: int) -> Image.Image:
@@ -80,7 +97,7 @@ def check_image(data: bytes, name: str, max_pixels: int, max_side: int) -> Check
     fmt = img.format or ""
     try:
         img.load()
-        rgb = ImageOps.exif_transpose(img).convert("RGB")
+        rgb = to_rgb(ImageOps.exif_transpose(img))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageRejectedError(422, f"{name}: the image data is corrupt ({err})") from None
     return CheckedImage(
@@ -104,7 +121,7 @@ def thumbnail(path: Path, size: int, max_pixels: int) -> bytes:
     if img.size[0] * img.size[1] > max_pixels:
         raise ImageRejectedError(413, f"{path.name} is too large to make a thumbnail of")
     img.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster
-    img = ImageOps.exif_transpose(img).convert("RGB")
+    img = to_rgb(ImageOps.exif_transpose(img))
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     img.save(out, "JPEG", quality=85, optimize=True)

@@ -2,7 +2,8 @@
 
 Order of work: check every file (decode fully) → encode all → write the files → one atomic
 index add. A failure before the index add removes the files this request created, so a failed
-upload leaves neither a file nor an index row behind.
+upload leaves neither a file nor an index row behind; a process killed in between leaves files
+no item names, which the next start removes (see service/storage.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import numpy as np
 from index.items import ItemMeta
 from service.images import CheckedImage, ImageRejectedError, check_image
 from service.runtime import Runtime
+from service.schemas import IMAGE_ID_REGEX, PERSON_ID_REGEX
 
-IMAGE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-PERSON_ID_PATTERN = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+IMAGE_ID_PATTERN = re.compile(IMAGE_ID_REGEX)
+PERSON_ID_PATTERN = re.compile(PERSON_ID_REGEX)
 GENERATED_ID_CHARS = 24  # hex digits of the SHA-256: 96 bits, collision-free in practice
 
 
@@ -82,27 +84,28 @@ def _write_and_add(
     person_id: str | None,
 ) -> IngestResult:
     created: list[Path] = []
-    try:
-        items = []
-        for img, image_id in zip(images, ids, strict=True):
-            path, was_created = runtime.images.write(img.sha256, img.suffix, img.data)
-            if was_created:
-                created.append(path)
-            items.append(ItemMeta(image_id, person_id, str(path), img.sha256, time.time()))
-        outcome = runtime.index.add(vectors, items)
-    except BaseException:
-        for path in created:
-            runtime.images.delete(path)
-        raise
-    by_id = {item.image_id: item for item in items}
-    duplicates = []
-    for new_id, existing_id in outcome.duplicates.items():
-        duplicates.append((new_id, existing_id, by_id[new_id].sha256))
-        # The same bytes are already served from the existing item's own file.
-        path = Path(by_id[new_id].source_path)
-        existing = runtime.index.get(existing_id)
-        if path in created and (existing is None or Path(existing.source_path) != path):
-            runtime.images.delete(path)
+    with runtime.images.writing():
+        try:
+            items = []
+            for img, image_id in zip(images, ids, strict=True):
+                path, was_created = runtime.images.write(img.sha256, img.suffix, img.data)
+                if was_created:
+                    created.append(path)
+                items.append(ItemMeta(image_id, person_id, str(path), img.sha256, time.time()))
+            outcome = runtime.index.add(vectors, items)
+        except BaseException:
+            for path in created:
+                runtime.images.delete(path)
+            raise
+        by_id = {item.image_id: item for item in items}
+        duplicates = []
+        for new_id, existing_id in outcome.duplicates.items():
+            duplicates.append((new_id, existing_id, by_id[new_id].sha256))
+            # The same bytes are already served from the existing item's own file.
+            path = Path(by_id[new_id].source_path)
+            existing = runtime.index.get(existing_id)
+            if path in created and (existing is None or Path(existing.source_path) != path):
+                runtime.images.delete(path)
     return IngestResult([by_id[i] for i in outcome.added], duplicates)
 
 
@@ -140,13 +143,17 @@ async def ingest(
 
 async def remove(runtime: Runtime, image_id: str) -> bool:
     async with runtime.write_lock:
-        item = runtime.index.get(image_id)
-        if item is None:
-            return False
-        removed = await asyncio.to_thread(runtime.index.remove, [image_id])
-        if image_id not in removed:
+        return await asyncio.to_thread(_remove_now, runtime, image_id)
+
+
+def _remove_now(runtime: Runtime, image_id: str) -> bool:
+    item = runtime.index.get(image_id)
+    if item is None:
+        return False
+    with runtime.images.writing():
+        if image_id not in runtime.index.remove([image_id]):
             return False
         # The index dedupes by content, so no other item shares this file. Files outside the
         # image folder (a data set the index was built from) are never deleted.
-        await asyncio.to_thread(runtime.images.delete, Path(item.source_path))
+        runtime.images.delete(Path(item.source_path))
     return True

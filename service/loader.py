@@ -73,11 +73,13 @@ class Loader:
 def _close_when_loaded(job: asyncio.Future) -> None:
     if not job.cancelled() and job.exception() is None:
         job.result().index.close()
+        job.result().images.close()
 
 
 async def close_runtime(runtime: Runtime) -> None:
     await runtime.queries.stop()
     runtime.index.close()
+    runtime.images.close()
 
 
 def _log_ready(runtime: Runtime, seconds: float) -> None:

@@ -116,14 +116,29 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         index.close()
         raise StartupError(f"the bundle at {settings.bundle} changed while it was being loaded")
     settings.images_path.mkdir(parents=True, exist_ok=True)
+    images = ImageStore(settings.images_path)
+    _sweep_orphans(images, index)
     return Runtime(
         settings=settings,
         bundle=bundle,
         index=index,
         queries=_query_batcher(settings, metrics, bundle, index),
-        images=ImageStore(settings.images_path),
+        images=images,
         metrics=metrics,
     )
+
+
+def _sweep_orphans(images: ImageStore, index: GalleryIndex) -> None:
+    """Remove files that writes killed mid-way left behind (never visible, but never freed)."""
+    try:
+        removed = images.sweep(lambda: (item.sha256 for item in index.items()))
+    except (OSError, IndexStoreError) as err:
+        log.warning("cannot check %s for files of interrupted writes: %s", images.root, err)
+        return
+    if removed is None:
+        log.info("another process is writing to %s: left it as it is", images.root)
+    elif removed:
+        log.warning("removed %d file(s) of interrupted writes from %s", len(removed), images.root)
 
 
 def _query_batcher(

@@ -1,32 +1,53 @@
 """Request and response models of the HTTP API (they are also its OpenAPI documentation).
 
-Limits that come from the settings (longest query, largest top_k) are checked in the routes,
-so the models only hold the limits that never change.
+Limits that come from the settings (longest query, largest top_k) are checked in the routes and
+written into the OpenAPI document by service/openapi.py, so the models only hold the limits that
+never change. Requests are validated strictly (no "5" for 5, no 0 for false): what the document
+calls invalid is refused, and what it calls valid is accepted.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+# Python's whitespace (str.isspace, str.strip), spelled out so that JSON Schema's regex dialect
+# and Python's agree on what a blank query or a padded form field is.
+WHITESPACE = (
+    r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+NOT_BLANK = f"[^{WHITESPACE}]"
+IMAGE_ID_REGEX = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+PERSON_ID_REGEX = r"[^\x00-\x1f\x7f]{1,128}"
 
-def _strip_query(value: str) -> str:
-    stripped = value.strip()
-    if not stripped:
+QueryText = Annotated[
+    str,
+    Field(
+        description="What the person looks like, in plain words (not only whitespace).",
+        json_schema_extra={"pattern": NOT_BLANK},
+    ),
+]
+
+
+def _require_text(value: str) -> str:
+    if not value.strip():
         # A custom error keeps the message free of pydantic's "Value error, " prefix.
         raise PydanticCustomError("empty_query", "the query is empty; describe the person to find")
-    return stripped
+    return value  # as sent: its length is what the limit counts; the tokenizer drops the spaces
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [{"query": "a woman in a red coat carrying a white bag", "top_k": 10}]
         },
     )
 
-    query: str = Field(description="What the person looks like, in plain words.")
+    query: QueryText
     top_k: int = Field(default=10, ge=1, description="How many results to return.")
     unique_persons: bool = Field(
         default=False, description="Keep only the best-scoring image of each person."
@@ -34,21 +55,23 @@ class SearchRequest(BaseModel):
 
     @field_validator("query")
     @classmethod
-    def _strip(cls, value: str) -> str:
-        return _strip_query(value)
+    def _not_blank(cls, value: str) -> str:
+        return _require_text(value)
 
 
 class BatchSearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    queries: list[str] = Field(min_length=1, description="Several descriptions, searched at once.")
+    queries: list[QueryText] = Field(
+        min_length=1, description="Several descriptions, searched at once."
+    )
     top_k: int = Field(default=10, ge=1)
     unique_persons: bool = False
 
     @field_validator("queries")
     @classmethod
-    def _strip_all(cls, values: list[str]) -> list[str]:
-        return [_strip_query(v) for v in values]
+    def _none_blank(cls, values: list[str]) -> list[str]:
+        return [_require_text(v) for v in values]
 
 
 class SearchHit(BaseModel):
@@ -134,6 +157,11 @@ class ErrorResponse(BaseModel):
 
 # Multipart uploads are parsed by hand (after the API key check, under the byte limit), so their
 # body is described here for the OpenAPI document instead of being inferred from parameters.
+def _padded(regex: str) -> str:
+    """A form field matching ``regex`` once stripped, or blank (which counts as not sent)."""
+    return f"^[{WHITESPACE}]*({regex})?[{WHITESPACE}]*$"
+
+
 UPLOAD_REQUEST_BODY = {
     "required": True,
     "content": {
@@ -141,20 +169,26 @@ UPLOAD_REQUEST_BODY = {
             "schema": {
                 "type": "object",
                 "required": ["files"],
+                "additionalProperties": False,
                 "properties": {
                     "files": {
                         "type": "array",
+                        "minItems": 1,
                         "items": {"type": "string", "format": "binary"},
                         "description": "One or more JPEG, PNG, WebP or BMP images.",
                     },
                     "person_id": {
                         "type": "string",
-                        "description": "Identity the images show (optional, same for all files).",
+                        "pattern": _padded(PERSON_ID_REGEX),
+                        "description": "Identity the images show (optional, same for all files): "
+                        "1-128 printable characters.",
                     },
                     "image_id": {
                         "type": "string",
-                        "description": "Id for the image; only with exactly one file. Default: "
-                        "derived from the file's SHA-256.",
+                        "pattern": _padded(IMAGE_ID_REGEX),
+                        "description": "Id for the image; only with exactly one file: 1-128 "
+                        "letters, digits, '.', '_' or '-', starting with a letter or digit. "
+                        "Default: derived from the file's SHA-256.",
                     },
                 },
             }

@@ -17,6 +17,15 @@ api_key_header = APIKeyHeader(
     auto_error=False,
     description="The key set in TPS_API_KEY on the server. Required for uploads and deletes.",
 )
+# The same header under its own scheme name, so the OpenAPI document can mark it optional on
+# reads when they are open (service/openapi.py) while writes keep requiring it.
+READ_KEY_SCHEME = "APIKeyHeaderForReads"
+read_key_header = APIKeyHeader(
+    name=API_KEY_HEADER,
+    scheme_name=READ_KEY_SCHEME,
+    auto_error=False,
+    description="The same key, for reads: needed only when the server sets TPS_READ_REQUIRES_KEY.",
+)
 
 
 def _unauthorized(message: str) -> HTTPException:
@@ -45,7 +54,7 @@ async def require_write_key(
 
 
 async def require_read_key(
-    request: Request, supplied: Annotated[str | None, Security(api_key_header)]
+    request: Request, supplied: Annotated[str | None, Security(read_key_header)]
 ) -> None:
     settings: Settings = request.app.state.settings
     if settings.read_requires_key:

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.errors import ItemExistsError
 from service.deps import RuntimeDep
-from service.images import ImageRejectedError, media_type, thumbnail
+from service.images import IMAGE_MEDIA_TYPES, ImageRejectedError, media_type, thumbnail
 from service.ingest import Upload, UploadError, ingest, remove
 from service.runtime import Runtime
 from service.schemas import (
@@ -44,14 +44,20 @@ Files whose exact bytes are already in the gallery are not added again; they are
 Needs the `X-API-Key` header.
 """
 
+NOT_READY = {503: {"model": ErrorResponse, "description": "Model and index are still loading."}}
+
 UPLOAD_ERRORS = {
+    400: {"model": ErrorResponse, "description": "The multipart body cannot be parsed."},
     401: {"model": ErrorResponse, "description": "Missing or wrong API key."},
     403: {"model": ErrorResponse, "description": "Writes are disabled (no key configured)."},
     409: {"model": ErrorResponse, "description": "image_id is taken by a different image."},
-    413: {"model": ErrorResponse, "description": "Body, file count or pixel count too large."},
+    413: {
+        "model": ErrorResponse,
+        "description": "Body, file count, form field or pixel count too large.",
+    },
     415: {"model": ErrorResponse, "description": "Not a JPEG, PNG, WebP or BMP image."},
     422: {"model": ErrorResponse, "description": "Corrupt image, or bad form fields."},
-}
+} | NOT_READY
 
 
 def _form_text(form, name: str) -> str | None:
@@ -88,16 +94,33 @@ async def _read_uploads(
         await form.close()
 
 
+MAX_FORM_FIELDS = 8  # text fields; only person_id and image_id mean anything
+MAX_FIELD_BYTES = 4096
+
+
 async def _parse_form(request: Request, max_files: int) -> FormData:
     """Parse the multipart body; the body limit middleware cuts the stream at max_upload_bytes
     while this runs."""
     try:
-        return await request.form(max_files=max_files, max_fields=8, max_part_size=4096)
+        return await request.form(
+            max_files=max_files, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES
+        )
     except StarletteHTTPException as err:
-        # Starlette answers 400 for too many files; it is a size limit like the others.
-        if err.status_code == 400 and "Too many files" in str(err.detail):
+        if err.status_code != 400:
+            raise
+        # Starlette answers 400 for every multipart problem; the limits among them are answered
+        # like the other limits (413 for sizes, 422 for fields), and 400 is left for a body that
+        # cannot be parsed at all.
+        detail = str(err.detail)
+        if detail.startswith("Too many files"):
             raise HTTPException(413, f"at most {max_files} files per request") from None
-        raise
+        if "exceeded maximum size" in detail:
+            raise HTTPException(
+                413, f"a form field is over the limit of {MAX_FIELD_BYTES} bytes"
+            ) from None
+        if detail.startswith("Too many fields"):
+            raise HTTPException(422, f"at most {MAX_FORM_FIELDS} text form fields") from None
+        raise HTTPException(400, f"the multipart body cannot be parsed: {detail}") from None
 
 
 @router.post(
@@ -152,9 +175,13 @@ def _image_url(request: Request, image_id: str) -> str:
     description="Serves only files recorded in the index. `thumb=1` gives a thumbnail of the "
     "default size; `size=N` one whose longer side is at most N pixels.",
     responses={
-        200: {"content": {"image/jpeg": {}, "image/png": {}}},
+        200: {"content": {media: {} for media in IMAGE_MEDIA_TYPES}},
+        304: {"description": "The thumbnail named by If-None-Match has not changed."},
         404: {"model": ErrorResponse},
-    },
+        413: {"model": ErrorResponse, "description": "Too many pixels to make a thumbnail of."},
+        415: {"model": ErrorResponse, "description": "The stored file is not a readable image."},
+    }
+    | NOT_READY,
     response_class=Response,
     dependencies=[Depends(require_read_key)],
 )
@@ -198,7 +225,7 @@ async def gallery_image(
     "/{image_id:path}",
     response_model=GalleryItemDetail,
     summary="Metadata of one gallery image",
-    responses={404: {"model": ErrorResponse}},
+    responses={404: {"model": ErrorResponse}} | NOT_READY,
     dependencies=[Depends(require_read_key)],
 )
 async def gallery_item(request: Request, image_id: str, runtime: RuntimeDep) -> GalleryItemDetail:
@@ -221,7 +248,7 @@ async def gallery_item(request: Request, image_id: str, runtime: RuntimeDep) -> 
     summary="Remove an image from the gallery",
     description="Removes the index entry and, for uploaded images, the stored file. "
     "Needs the `X-API-Key` header.",
-    responses={404: {"model": ErrorResponse}} | {k: UPLOAD_ERRORS[k] for k in (401, 403)},
+    responses={404: {"model": ErrorResponse}} | {k: UPLOAD_ERRORS[k] for k in (401, 403, 503)},
     dependencies=[Depends(require_write_key)],
 )
 async def delete_item(image_id: str, runtime: RuntimeDep) -> Response:

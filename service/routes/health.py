@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from service.deps import RuntimeDep
-from service.schemas import Health, Readiness, ServiceInfo
+from service.schemas import ErrorResponse, Health, Readiness, ServiceInfo
 from service.security import require_read_key
 
 router = APIRouter(tags=["health"])
@@ -47,6 +47,7 @@ async def metrics(request: Request) -> Response:
     "/v1/info",
     response_model=ServiceInfo,
     summary="The model and index being served, and the request limits",
+    responses={503: {"model": ErrorResponse, "description": "Model and index are still loading."}},
     dependencies=[Depends(require_read_key)],
 )
 async def info(runtime: RuntimeDep) -> ServiceInfo:

@@ -25,6 +25,7 @@ from service.security import require_read_key
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read_key)])
 
 ERRORS = {
+    400: {"model": ErrorResponse, "description": "The body cannot be read as JSON text."},
     422: {"model": ErrorResponse, "description": "Empty or over-long query, top_k out of range."},
     429: {"model": ErrorResponse, "description": "The encoder queue is full; retry shortly."},
     503: {"model": ErrorResponse, "description": "Model and index are still loading."},

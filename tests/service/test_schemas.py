@@ -8,9 +8,10 @@ from pydantic import ValidationError
 from service.schemas import BatchSearchRequest, SearchRequest
 
 
-def test_query_is_stripped_and_defaults_apply() -> None:
+def test_query_is_kept_as_sent_and_defaults_apply() -> None:
+    # As sent: the length limit counts what the client sent; the tokenizer drops the spaces.
     req = SearchRequest(query="  a man in a green jacket  ")
-    assert req.query == "a man in a green jacket"
+    assert req.query == "  a man in a green jacket  "
     assert req.top_k == 10
     assert req.unique_persons is False
 
@@ -37,4 +38,14 @@ def test_batch_needs_non_empty_queries() -> None:
         BatchSearchRequest(queries=[])
     with pytest.raises(ValidationError, match="the query is empty"):
         BatchSearchRequest(queries=["a red coat", " "])
-    assert BatchSearchRequest(queries=[" x "]).queries == ["x"]
+    assert BatchSearchRequest(queries=[" x "]).queries == [" x "]
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"query": "a", "top_k": "5"}', '{"query": "a", "unique_persons": 0}', '{"query": 5}'],
+)
+def test_types_are_strict(body: str) -> None:
+    """What the OpenAPI document calls invalid is refused, not coerced."""
+    with pytest.raises(ValidationError):
+        SearchRequest.model_validate_json(body)
