@@ -17,12 +17,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from index.bundle import Bundle, preprocess_cfg, write_bundle
-from index.openclip_import import import_open_clip
+from index.bundle import Bundle
 from training.config import load_config
 from training.data.formats import load_records
 from training.evaluate import EvalSplit, evaluate_split
-from training.model.towers import TowerSpec, build_towers
+from training.export import export_untrained
 from training.synthetic import generate
 from training.train import train
 
@@ -35,17 +34,6 @@ def test_metrics(bundle_dir: Path, split: EvalSplit) -> dict:
         split, bundle.encode_images, bundle.encode_text, bundle.preprocess, progress=False
     )
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in metrics.items()}
-
-
-def untrained_bundle(out: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    spec = TowerSpec("tiny")
-    clip, model_cfg = build_towers(spec)
-    oc = import_open_clip()
-    mean, std = list(oc.OPENAI_DATASET_MEAN), list(oc.OPENAI_DATASET_STD)
-    cfg = preprocess_cfg(spec.resolved_image_size(), mean, std)
-    write_bundle(out, clip.state_dict(), model_cfg, cfg, "tiny", {"selected_on": "untrained"})
-    return out
 
 
 def main() -> None:
@@ -81,7 +69,7 @@ def main() -> None:
                  "test_queries": len(test.captions), "test_ids": len(set(test.image_pids))},
         "threads": torch.get_num_threads(),
         "minutes_per_run": args.minutes,
-        "untrained": test_metrics(untrained_bundle(args.runs / "untrained", args.seed), test),
+        "untrained": test_metrics(export_untrained(args.runs / "untrained", seed=args.seed), test),
         "trained": {},
     }  # fmt: skip
     for losses in ABLATION if args.ablation else (args.losses or ["cmpm,tgmim,isgvfc"]):

@@ -28,31 +28,11 @@ def make_synthetic(
 
 def make_random_bundle(out: Path, seed: int = 0) -> Path:
     """An untrained tiny bundle: enough for anything that does not judge ranking quality."""
-    import torch
-
-    from index.bundle import preprocess_cfg, write_bundle
-    from index.openclip_import import import_open_clip
-    from training.model.towers import TowerSpec, build_towers
+    from training.export import export_untrained
 
     if (out / "bundle.json").is_file():
         return out
-    torch.manual_seed(seed)
-    spec = TowerSpec("tiny")
-    clip, model_cfg = build_towers(spec)
-    open_clip = import_open_clip()
-    write_bundle(
-        out,
-        clip.state_dict(),
-        model_cfg,
-        preprocess_cfg(
-            spec.resolved_image_size(),
-            list(open_clip.OPENAI_DATASET_MEAN),
-            list(open_clip.OPENAI_DATASET_STD),
-        ),
-        model_name="tiny",
-        extra={"selected_on": "untrained", "losses": []},
-    )
-    return out
+    return export_untrained(out, "tiny", seed)
 
 
 def make_trained_bundle(data_root: Path, run_dir: Path, epochs: int = 3) -> Path:

@@ -5,10 +5,40 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import torch
+
 from index.bundle import preprocess_cfg, write_bundle
 from index.openclip_import import import_open_clip
 from training.checkpoint import load_checkpoint
 from training.model.towers import TowerSpec, build_towers
+
+
+def write_towers(
+    clip: torch.nn.Module, model_cfg: dict, spec: TowerSpec, out_dir: Path, extra: dict
+) -> Path:
+    """Write open_clip towers as a bundle with the OpenAI normalisation the recipe trains with."""
+    open_clip = import_open_clip()
+    write_bundle(
+        out_dir,
+        clip.state_dict(),
+        model_cfg,
+        preprocess_cfg(
+            spec.resolved_image_size(),
+            list(open_clip.OPENAI_DATASET_MEAN),
+            list(open_clip.OPENAI_DATASET_STD),
+        ),
+        model_name=spec.model,
+        extra=extra,
+    )
+    return Path(out_dir)
+
+
+def export_untrained(out_dir: Path, model: str = "tiny", seed: int = 0) -> Path:
+    """A randomly initialised bundle: the untrained baseline, and a fixture for tests."""
+    torch.manual_seed(seed)
+    spec = TowerSpec(model)
+    clip, model_cfg = build_towers(spec)
+    return write_towers(clip, model_cfg, spec, out_dir, {"selected_on": "untrained", "losses": []})
 
 
 def export_bundle(checkpoint: Path, out_dir: Path, selected_on: str | None = None) -> Path:
@@ -22,27 +52,15 @@ def export_bundle(checkpoint: Path, out_dir: Path, selected_on: str | None = Non
     clip, _ = build_towers(spec)
     towers = {k[len("clip.") :]: v for k, v in state["model"].items() if k.startswith("clip.")}
     clip.load_state_dict(towers)
-    open_clip = import_open_clip()
     config = state["config"]
-    write_bundle(
-        out_dir,
-        clip.state_dict(),
-        state["model_cfg"],
-        preprocess_cfg(
-            spec.resolved_image_size(),
-            list(open_clip.OPENAI_DATASET_MEAN),
-            list(open_clip.OPENAI_DATASET_STD),
-        ),
-        model_name=spec.model,
-        extra={
-            "recipe": config,
-            "losses": config["losses"],
-            "pretrained": state["spec"]["pretrained"],
-            "val_metrics": state.get("val_metrics"),
-            "selected_on": selected_on or "given checkpoint",
-            "epoch": state["epoch"],
-            "step": state["step"],
-            "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        },
-    )
-    return Path(out_dir)
+    extra = {
+        "recipe": config,
+        "losses": config["losses"],
+        "pretrained": state["spec"]["pretrained"],
+        "val_metrics": state.get("val_metrics"),
+        "selected_on": selected_on or "given checkpoint",
+        "epoch": state["epoch"],
+        "step": state["step"],
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    return write_towers(clip, state["model_cfg"], spec, out_dir, extra)
