@@ -1,4 +1,4 @@
-"""Build the open_clip image and text towers, from random init, OpenAI weights or a local file."""
+"""Build the open_clip image and text towers: random init, an open_clip tag (openai…) or a file."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from index.openclip_import import import_open_clip
+from training.model.weights import WeightsError, WeightsReport, load_weights, read_weights
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class TowerError(Exception):
 @dataclass(frozen=True)
 class TowerSpec:
     model: str = "tiny"
-    pretrained: str = "none"  # none | openai | PATH
+    pretrained: str = "none"  # none | an open_clip tag (openai, …) | PATH
     image_size: tuple[int, int] | None = None
     quick_gelu: bool | None = None  # None: on for OpenAI weights (openai or a file), off for none
 
@@ -34,9 +35,16 @@ class TowerSpec:
         return tuple(self.image_size or DEFAULT_IMAGE_SIZE[self.model])
 
     def resolved_quick_gelu(self) -> bool:
+        """OpenAI's weights (the openai tag, or a file: OpenAI's is the one users hold) were
+        trained with QuickGELU; other open_clip tags say which activation they were trained with."""
         if self.quick_gelu is not None:
             return self.quick_gelu
-        return self.pretrained != "none"
+        if self.pretrained in ("none", "openai"):
+            return self.pretrained == "openai"
+        open_clip = import_open_clip()
+        if open_clip.is_pretrained_cfg(self.model, self.pretrained):
+            return bool(open_clip.get_pretrained_cfg(self.model, self.pretrained).get("quick_gelu"))
+        return True
 
 
 def _model_config(name: str) -> dict:
@@ -49,38 +57,89 @@ def _model_config(name: str) -> dict:
     return copy.deepcopy(cfg)
 
 
-def build_towers(spec: TowerSpec) -> tuple[torch.nn.Module, dict]:
-    """Return the open_clip CLIP model and the exact model config a bundle needs to rebuild it."""
+class _DropRandomInitWarning(logging.Filter):
+    """Drops open_clip's root-logger warning that the model was left randomly initialised."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
+def _pretrained_source(spec: TowerSpec) -> tuple[str | None, Path | None]:
+    """(open_clip tag, weights file): at most one is set; ``none`` gives neither."""
+    value = spec.pretrained
+    if value == "none":
+        return None, None
+    open_clip = import_open_clip()
+    if open_clip.is_pretrained_cfg(spec.model, value):
+        return value, None
+    path = Path(value).expanduser()
+    if path.is_file():
+        return None, path
+    tags = open_clip.list_pretrained_tags_by_model(spec.model)
+    if path.suffix or "/" in value or "\\" in value:
+        raise TowerError(
+            f"--pretrained {value}: no such file (use none, an open_clip tag or a weights file)"
+        )
+    if not tags:
+        raise TowerError(
+            f"--pretrained {value!r}: {spec.model} has no open_clip pretrained tags "
+            "(openai and the other tags exist only for ViT-B-16); use none or a weights file"
+        )
+    raise TowerError(
+        f"--pretrained {value!r}: unknown tag for {spec.model}; valid: none, {', '.join(tags)} "
+        "or a weights file path"
+    )
+
+
+def _create_model(
+    spec: TowerSpec, tag: str | None, image_size: tuple[int, int], quick_gelu: bool, filled: bool
+) -> torch.nn.Module:
+    """open_clip's model, with a tag's weights; ``filled``: our loader fills it in next."""
+    open_clip = import_open_clip()
+    # open_clip warns "initialized randomly" before our loader fills the model in: hide that.
+    quiet = _DropRandomInitWarning() if filled else None
+    root = logging.getLogger()
+    if quiet:
+        root.addFilter(quiet)
+    try:
+        return open_clip.create_model(
+            spec.model,
+            pretrained=tag,
+            force_quick_gelu=quick_gelu,
+            force_image_size=image_size,
+        )
+    except RuntimeError as err:
+        raise TowerError(
+            f"could not load {spec.pretrained!r} into {spec.model}: {_first_line(err)}"
+        ) from err
+    finally:
+        if quiet:
+            root.removeFilter(quiet)
+
+
+def build_towers_with_report(
+    spec: TowerSpec,
+) -> tuple[torch.nn.Module, dict, WeightsReport | None]:
+    """build_towers, plus what was loaded when ``spec.pretrained`` is a weights file."""
     if spec.model not in MODELS:
         raise TowerError(f"unknown model {spec.model!r}; known: {', '.join(MODELS)}")
-    open_clip = import_open_clip()
     image_size = spec.resolved_image_size()
     quick_gelu = spec.resolved_quick_gelu()
     cfg = _model_config(spec.model)
     cfg["vision_cfg"]["image_size"] = list(image_size)
     cfg["quick_gelu"] = quick_gelu
-
-    pretrained: str | None = None
-    if spec.pretrained == "openai":
-        if spec.model != "ViT-B-16":
-            raise TowerError("--pretrained openai exists only for ViT-B-16")
-        pretrained = "openai"
-    elif spec.pretrained != "none":
-        path = Path(spec.pretrained)
-        if not path.is_file():
-            raise TowerError(f"--pretrained {path}: no such file (use openai, none or a file path)")
-        pretrained = str(path)
+    tag, path = _pretrained_source(spec)
+    # A file goes through our loader, not open_clip's torch.load (which cannot read OpenAI's
+    # TorchScript archive with weights_only=True); a tag keeps open_clip's download and cache.
+    # The file is read first so that a bad one fails before a large model is built.
+    report = None
     try:
-        model = open_clip.create_model(
-            spec.model,
-            pretrained=pretrained,
-            force_quick_gelu=quick_gelu,
-            force_image_size=image_size,
-        )
-    except RuntimeError as err:
-        # open_clip reports shape mismatches as load_state_dict RuntimeErrors; keep the first lines.
-        head = "\n".join(str(err).splitlines()[:6])
-        raise TowerError(f"could not load {spec.pretrained!r} into {spec.model}: {head}") from err
+        weights = read_weights(path) if path is not None else None
+        model = _create_model(spec, tag, image_size, quick_gelu, filled=weights is not None)
+        if weights is not None:
+            report = load_weights(model, weights, spec.model)
+    except WeightsError as err:
+        raise TowerError(str(err)) from err
     log.info(
         "towers %s (%s) image %sx%s quick_gelu=%s: %.1fM parameters",
         spec.model,
@@ -89,4 +148,15 @@ def build_towers(spec: TowerSpec) -> tuple[torch.nn.Module, dict]:
         quick_gelu,
         sum(p.numel() for p in model.parameters()) / 1e6,
     )
+    return model, cfg, report
+
+
+def build_towers(spec: TowerSpec) -> tuple[torch.nn.Module, dict]:
+    """Return the open_clip CLIP model and the exact model config a bundle needs to rebuild it."""
+    model, cfg, _ = build_towers_with_report(spec)
     return model, cfg
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
