@@ -54,6 +54,7 @@ def make_trained_bundle(data_root: Path, run_dir: Path, epochs: int = 3) -> Path
         lr=5e-4,
         tau=0.05,
         warmup_epochs=1,
+        grad_clip=5.0,
         val_split="none",
         workers=0,
         out=run_dir,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,16 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Tensors and plain Python values only: a checkpoint is never allowed to run code on load."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    # Our own files: they hold the config and RNG states next to the tensors.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{path} is not a training checkpoint of this project (it holds objects other "
+            f"than tensors and plain values, which are not unpickled): {first}"
+        ) from err
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f"{path} is truncated or not a checkpoint: {err}") from err

@@ -9,6 +9,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 LOSSES = ("cmpm", "sdm", "tgmim", "isgvfc", "triplet")
+# Changing these between runs does not change what is trained, so a resume may differ in them.
+RUN_ONLY_FIELDS = frozenset(
+    {"out", "resume", "accept_changes", "workers", "log_every", "max_minutes", "device"}
+)
 
 
 class TrainConfig(BaseModel):
@@ -18,6 +22,9 @@ class TrainConfig(BaseModel):
     dataset: str = "cuhk-pedes"
     root: Path
     val_split: str = "val"
+    select_on_test: bool = Field(
+        False, description="allow --val-split test (selection on test: optimistic test numbers)"
+    )
     val_from_train: float | None = Field(
         None, gt=0, lt=1, description="hold out this fraction of train identities as val (ICFG)"
     )
@@ -35,6 +42,16 @@ class TrainConfig(BaseModel):
     mim_layers: int = Field(4, ge=1)
     mim_heads: int = Field(8, ge=1)
     mim_grayscale: bool = False
+    mim_width: int | None = Field(
+        None, ge=8, description="decoder width; default the image tower's (paper 768, ref. 512)"
+    )
+    mim_dropout: float = Field(0.1, ge=0, lt=1, description="decoder dropout (reference: 0)")
+    mim_init: Literal["default", "clip"] = Field(
+        "default", description="decoder init: torch defaults, or CLIP-style std (reference)"
+    )
+    mask_block: int = Field(
+        1, ge=1, description="mask square blocks of N×N patches (paper 1, reference 2)"
+    )
     lambda_mim: float = 1.0
     lambda_gvfc: float = 1.0
     lambda_triplet: float = 1.0
@@ -44,14 +61,32 @@ class TrainConfig(BaseModel):
     random_erasing: float = Field(0.0, ge=0, le=1)
     # optimisation
     epochs: int = Field(60, ge=1)
-    batch_size: int = Field(100, ge=2)
+    batch_size: int = Field(100, ge=2, description="the global batch: W processes take B/W each")
+    sampler: Literal["pk", "random"] = Field(
+        "pk", description="pk: P persons × K images (IS-GVFC needs it); random: plain batches"
+    )
     instances_per_id: int = Field(4, ge=1)
+    gather_features: bool = Field(
+        True, description="under several processes, align against the whole global batch"
+    )
     lr: float = Field(1e-5, gt=0)
     new_module_lr_mult: float = Field(5.0, gt=0)
+    bias_lr_mult: float = Field(1.0, gt=0, description="learning-rate factor of biases (ref. 2)")
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = Field(1e-8, gt=0, description="Adam epsilon (reference: 1e-3)")
     weight_decay: float = Field(0.0, ge=0)
+    no_decay: list[Literal["bias", "norm"]] = Field(
+        [], description="parameters exempt from weight decay: bias, norm (reference: bias)"
+    )
     warmup_epochs: float = Field(1.0, ge=0)
+    warmup_start: float = Field(
+        0.0, ge=0, lt=1, description="warm-up starts at this × lr (reference: 0.1)"
+    )
+    lr_step: Literal["step", "epoch"] = Field(
+        "step", description="move the schedule every step or once per epoch (reference)"
+    )
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
-    grad_clip: float | None = Field(5.0, gt=0)
+    grad_clip: float | None = Field(None, gt=0, description="max gradient norm; off by default")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     max_minutes: float | None = Field(None, gt=0, description="stop training after this wall time")
     # run
@@ -59,11 +94,14 @@ class TrainConfig(BaseModel):
     device: str = "auto"
     out: Path = Path("runs/default")
     resume: bool = True
+    accept_changes: list[str] = Field(
+        [], description="settings a resumed run may change on purpose (comma-separated)"
+    )
     log_every: int = Field(10, ge=1)
 
-    @field_validator("losses", mode="before")
+    @field_validator("losses", "no_decay", "accept_changes", mode="before")
     @classmethod
-    def _split_losses(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         return value
@@ -77,11 +115,22 @@ class TrainConfig(BaseModel):
             raise ValueError("losses need an alignment loss: cmpm or sdm")
         if {"cmpm", "sdm"} <= set(self.losses):
             raise ValueError("choose one alignment loss: cmpm or sdm")
-        if self.batch_size % self.instances_per_id:
+        if self.sampler == "pk" and self.batch_size % self.instances_per_id:
             raise ValueError(
                 f"batch_size {self.batch_size} must be a multiple of instances_per_id "
                 f"{self.instances_per_id} (P persons × K images)"
             )
+        if self.uses("isgvfc") and self.sampler != "pk":
+            raise ValueError("isgvfc needs batches with several images per person: use sampler pk")
+        if self.val_split == "test" and not self.select_on_test:
+            raise ValueError(
+                "val_split test would select the checkpoint on the test split and make the "
+                "test numbers optimistic; pass --select-on-test true to do it on purpose "
+                "(the bundle records it)"
+            )
+        unknown = sorted(set(self.accept_changes) - set(type(self).model_fields))
+        if unknown:
+            raise ValueError(f"accept_changes names unknown settings: {', '.join(unknown)}")
         return self
 
     def uses(self, loss: str) -> bool:
@@ -100,3 +149,21 @@ def load_config(path: Path | None, overrides: dict[str, object]) -> TrainConfig:
         data.update({k.replace("-", "_"): v for k, v in loaded.items()})
     data.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.model_validate(data)
+
+
+def recipe_changes(recorded: dict[str, object], cfg: TrainConfig) -> dict[str, tuple]:
+    """Settings whose value differs from a run's recorded config: name → (recorded, new).
+
+    Run-only settings (where to write, how many workers, the time budget) may change freely. A
+    setting the recorded config predates counts as changed only if it leaves its default.
+    """
+    new = cfg.model_dump(mode="json")
+    defaults = TrainConfig(root=cfg.root).model_dump(mode="json")
+    changes: dict[str, tuple] = {}
+    for name, value in new.items():
+        if name in RUN_ONLY_FIELDS:
+            continue
+        before = recorded.get(name, defaults[name])
+        if before != value:
+            changes[name] = (before if name in recorded else "(not recorded)", value)
+    return changes

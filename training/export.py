@@ -59,6 +59,10 @@ def export_bundle(checkpoint: Path, out_dir: Path, selected_on: str | None = Non
         "pretrained": state["spec"]["pretrained"],
         "val_metrics": state.get("val_metrics"),
         "selected_on": selected_on or "given checkpoint",
+        # Published numbers often select on test; a bundle that did says so where it is read.
+        "selected_on_test": bool(
+            selected_on and config.get("val_split") == "test" and not config.get("val_from_train")
+        ),
         "epoch": state["epoch"],
         "step": state["step"],
         "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

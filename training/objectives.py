@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from training.config import TrainConfig
+from training.distributed import gather_with_local_grad, world_size
 from training.losses import (
     cmpm_loss,
     cross_modal_triplet_loss,
@@ -27,13 +30,33 @@ def to_grayscale(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) ->
 
 
 def mask_images(
-    images: torch.Tensor, core: VFETPS, ratio: float, generator: torch.Generator | None = None
+    images: torch.Tensor,
+    core: VFETPS,
+    ratio: float,
+    block: int = 1,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero a random r·N of the patches in normalised space (the mean colour); return both."""
+    """Zero a random r·N of the blocks of ``block``×``block`` patches in normalised space (the
+    mean colour); return the masked images and the pixel mask. The paper masks single patches
+    (block 1); the reference code masks 32×32-pixel blocks (block 2 at patch 16)."""
     gh, gw = core.grid
-    mask = random_patch_mask(images.shape[0], gh, gw, ratio, generator=generator)
-    pixel_mask = patch_mask_to_pixels(mask, gh, gw, core.patch_size).to(images)
+    if gh % block or gw % block:
+        raise ValueError(f"mask_block {block} does not divide the {gh}×{gw} patch grid")
+    bh, bw = gh // block, gw // block
+    mask = random_patch_mask(images.shape[0], bh, bw, ratio, generator=generator)
+    pixel_mask = patch_mask_to_pixels(mask, bh, bw, core.patch_size * block).to(images)
     return images * (1 - pixel_mask), pixel_mask
+
+
+@dataclass
+class StepLosses:
+    """``terms``: each weighted loss and their sum ``"loss"``, the numbers to log. ``objective``:
+    what to back-propagate; it equals ``terms["loss"]`` except under gathered features, where
+    the alignment terms are scaled by the process count so that DDP's gradient average yields
+    exactly the gradient of the global-batch loss."""
+
+    objective: torch.Tensor
+    terms: dict[str, torch.Tensor]
 
 
 def compute_losses(
@@ -44,18 +67,25 @@ def compute_losses(
     person_ids: torch.Tensor,
     cfg: TrainConfig,
     norm_stats: tuple[torch.Tensor, torch.Tensor],
-) -> dict[str, torch.Tensor]:
-    """Weighted loss terms and their sum under ``"loss"``.
+) -> StepLosses:
+    """The step's loss terms and the objective to back-propagate.
 
     ``model`` is what gets called (a DDP wrapper on several GPUs) and ``core`` the bare model.
+    With ``cfg.gather_features`` under several processes, the alignment and calibration losses
+    run over the whole global batch (every process's features, gradient through its own);
+    TG-MIM is per image and stays local (DDP's average of equal-sized shares is the global mean).
     """
     masked = pixel_mask = None
     if cfg.uses("tgmim"):
-        masked, pixel_mask = mask_images(images, core, cfg.mask_ratio)
+        masked, pixel_mask = mask_images(images, core, cfg.mask_ratio, cfg.mask_block)
         if cfg.mim_grayscale:
             masked = to_grayscale(masked, *norm_stats) * (1 - pixel_mask)
     image_out, text_out, recon = model(images, tokens, masked)
     f_v, f_t = image_out.features.float(), text_out.features.float()
+    world = world_size() if cfg.gather_features else 1
+    if world > 1:
+        f_v, f_t = gather_with_local_grad(f_v), gather_with_local_grad(f_t)
+        person_ids = gather_with_local_grad(person_ids)
     tau = core.tau
     terms: dict[str, torch.Tensor] = {}
     if cfg.uses("cmpm"):
@@ -69,7 +99,10 @@ def compute_losses(
     if cfg.uses("isgvfc"):
         rows = select_calibration_rows(person_ids, cfg.gvfc_images)
         terms["isgvfc"] = cfg.lambda_gvfc * isgvfc_loss(f_v[rows], person_ids[rows], tau=tau)
+    global_terms = torch.stack(list(terms.values())).sum()
+    objective = global_terms * world
     if recon is not None:
         terms["tgmim"] = cfg.lambda_mim * masked_l1_loss(recon.float(), images, pixel_mask)
+        objective = objective + terms["tgmim"]
     terms["loss"] = torch.stack(list(terms.values())).sum()
-    return terms
+    return StepLosses(objective, terms)

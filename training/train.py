@@ -18,18 +18,21 @@ from tqdm import tqdm
 
 from index.openclip_import import import_open_clip
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import TrainConfig
+from training.config import TrainConfig, recipe_changes
+from training.data.batches import EpochBatchSampler, RandomBatchSampler, RankSlice
 from training.data.dataset import CaptionPairs, collate_pairs
 from training.data.formats import load_records, val_from_train
 from training.data.records import Record
 from training.data.sampler import IdentityBatchSampler
 from training.data.text_augment import keep_attribute_words
 from training.data.transforms import build_eval_transform, build_train_transform
+from training.distributed import all_ranks_agree, mean_over_ranks
 from training.evaluate import EvalSplit, evaluate_split
 from training.export import export_bundle
 from training.model.towers import TowerSpec, build_towers
 from training.model.vfe_tps import VFETPS
 from training.objectives import compute_losses
+from training.optim import build_optimizer
 from training.plot import plot_run
 from training.runtime import Runtime, setup_runtime, shutdown
 from training.schedule import warmup_cosine
@@ -53,8 +56,22 @@ def build_model(cfg: TrainConfig) -> tuple[VFETPS, dict, TowerSpec]:
         mim_heads=cfg.mim_heads,
         tau=cfg.tau,
         learnable_tau=cfg.learnable_tau,
+        mim_width=cfg.mim_width,
+        mim_dropout=cfg.mim_dropout,
+        mim_clip_init=cfg.mim_init == "clip",
     )
     return core, model_cfg, spec
+
+
+def _numpy_state_to_plain(state: tuple) -> list:
+    """numpy's RNG state as plain values, so checkpoints load with ``weights_only=True``."""
+    name, keys, pos, has_gauss, cached = state
+    return [name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
+
+
+def _numpy_state_from_plain(state: list) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
 
 
 def split_records(cfg: TrainConfig) -> tuple[list[Record], list[Record] | None, str]:
@@ -65,7 +82,29 @@ def split_records(cfg: TrainConfig) -> tuple[list[Record], list[Record] | None, 
         return train, val, f"val R1 (identities held out of train, {cfg.val_from_train:.0%})"
     if cfg.val_split == "none":
         return train, None, "last epoch (no validation split)"
-    return train, load_records(cfg.dataset, cfg.root, cfg.val_split), f"{cfg.val_split} R1"
+    selected_on = f"{cfg.val_split} R1"
+    if cfg.val_split == "test":  # allowed only with select_on_test (config validation)
+        selected_on += " (selected on the test split: test numbers are optimistic)"
+    return train, load_records(cfg.dataset, cfg.root, cfg.val_split), selected_on
+
+
+class RecipeChangedError(ValueError):
+    """Resuming would continue a run under settings other than those it was started with."""
+
+
+def check_resume(recorded: dict[str, Any], cfg: TrainConfig) -> dict[str, tuple]:
+    """The accepted changes of a resume; raise on any change not named in ``accept_changes``."""
+    changes = recipe_changes(recorded, cfg)
+    refused = {k: v for k, v in changes.items() if k not in cfg.accept_changes}
+    if refused:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+        names = ",".join(refused)
+        raise RecipeChangedError(
+            f"{cfg.out} holds a run started with other settings ({listed}); use --resume false "
+            f"to start over there, another --out, or --accept-changes {names} to continue "
+            "with the new values on purpose"
+        )
+    return changes
 
 
 class RunLog:
@@ -81,21 +120,6 @@ class RunLog:
                 fh.write(json.dumps(entry) + "\n")
 
 
-def _optimizer(core: VFETPS, cfg: TrainConfig) -> torch.optim.Optimizer:
-    new_ids = {id(p) for p in core.new_module_parameters()}
-    base = [p for p in core.parameters() if p.requires_grad and id(p) not in new_ids]
-    groups = [{"params": base, "lr": cfg.lr, "name": "clip"}]
-    if new_ids:
-        groups.append(
-            {
-                "params": core.new_module_parameters(),
-                "lr": cfg.lr * cfg.new_module_lr_mult,
-                "name": "new",
-            }
-        )
-    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -103,12 +127,22 @@ class Trainer:
         seed_everything(cfg.seed + self.rt.rank)
         self.out = Path(cfg.out)
         self.ckpt_dir = self.out / "checkpoints"
+        last = self.ckpt_dir / "last.pt"
+        resuming = cfg.resume and last.is_file()
+        # Checked before anything is written: a refused resume leaves the run as it was.
+        changes = check_resume(load_checkpoint(last)["config"], cfg) if resuming else {}
         if self.rt.is_main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(
                 yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
             )
+            if not resuming:
+                # A fresh start: the curves must not continue an earlier run's log.
+                (self.out / "log.jsonl").unlink(missing_ok=True)
         self.log = RunLog(self.out / "log.jsonl", self.rt.is_main)
+        if changes:
+            log.warning("resuming with changed settings (accepted): %s", changes)
+            self.log.write(kind="recipe_change", changes={k: list(v) for k, v in changes.items()})
 
         train_records, val_records, self.selected_on = split_records(cfg)
         self.core, self.model_cfg, self.spec = build_model(cfg)
@@ -124,20 +158,7 @@ class Trainer:
             train_records,
             build_train_transform(size, self.mean, self.std, random_erasing=cfg.random_erasing),
         )
-        k = cfg.instances_per_id
-        self.sampler = IdentityBatchSampler(
-            self.dataset.labels,
-            cfg.batch_size // k,
-            k,
-            image_ids=self.dataset.image_ids,
-            seed=cfg.seed,
-            num_replicas=self.rt.world_size,
-            rank=self.rt.rank,
-        )
-        if len(self.sampler) == 0:
-            raise ValueError(
-                f"no full P×K batch of {cfg.batch_size} fits {len(self.dataset)} training pairs"
-            )
+        self.sampler = self._batch_sampler()
         self.loader = DataLoader(
             self.dataset,
             batch_sampler=self.sampler,
@@ -148,32 +169,73 @@ class Trainer:
         self.eval_transform = build_eval_transform(size, self.mean, self.std)
         self.val_split = EvalSplit.from_records(val_records) if val_records else None
 
-        self.optimizer = _optimizer(self.core, cfg)
+        self.optimizer = build_optimizer(self.core, cfg)
         self.steps_per_epoch = len(self.sampler)
-        self.total_steps = cfg.epochs * self.steps_per_epoch
-        warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
+        # The schedule moves every step, or once per epoch as in the reference code.
+        per = 1 if cfg.lr_step == "epoch" else self.steps_per_epoch
+        total, warmup = cfg.epochs * per, round(cfg.warmup_epochs * per)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: warmup_cosine(s, self.total_steps, warmup, cfg.min_lr_ratio)
+            self.optimizer,
+            lambda s: warmup_cosine(s, total, warmup, cfg.min_lr_ratio, cfg.warmup_start),
         )
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=self.rt.use_grad_scaler)
         self.epoch, self.step, self.best = 0, 0, None
         self.skipped_ids: set[str] = set()
+        self.skipped_steps = 0
         self.norm_stats = (
             torch.tensor(self.mean, device=self.rt.device).view(1, 3, 1, 1),
             torch.tensor(self.std, device=self.rt.device).view(1, 3, 1, 1),
         )
         self.text_rng = random.Random(cfg.seed + 1000 * self.rt.rank)
-        if cfg.resume and (self.ckpt_dir / "last.pt").is_file():
-            self._resume(self.ckpt_dir / "last.pt")
-        elif self.rt.is_main:
-            # A fresh start: the curves must not continue an earlier run's log.
-            (self.out / "log.jsonl").unlink(missing_ok=True)
+        if resuming:
+            self._resume(last)
+            if changes and self.rt.is_main:
+                save_checkpoint(self._state(), last)  # the accepted settings are now the run's
         self.model: torch.nn.Module = self.core
         if self.rt.world_size > 1:
             self.model = DistributedDataParallel(
                 self.core,
                 device_ids=[self.rt.device.index] if self.rt.device.type == "cuda" else None,
             )
+
+    def _batch_sampler(self) -> EpochBatchSampler:
+        """The global batches of the recipe; each process keeps its share of every one."""
+        cfg = self.cfg
+        batches: EpochBatchSampler
+        if cfg.sampler == "pk":
+            k = cfg.instances_per_id
+            batches = IdentityBatchSampler(
+                self.dataset.labels,
+                cfg.batch_size // k,
+                k,
+                image_ids=self.dataset.image_ids,
+                seed=cfg.seed,
+            )
+        else:
+            batches = RandomBatchSampler(len(self.dataset), cfg.batch_size, seed=cfg.seed)
+        excluded = {
+            "persons": len(set(self.dataset.labels)),
+            "pairs": len(self.dataset),
+            "excluded_persons": batches.excluded_persons,
+            "excluded_pairs": getattr(batches, "excluded_samples", 0),
+            "dropped_pairs_per_epoch": getattr(batches, "dropped_per_epoch", 0),
+        }
+        log.info(
+            "%s sampler: %d pairs of %d persons, %d batches of %d per epoch; left out: %d "
+            "persons with a single image (%d pairs), %d pairs of the last partial batch",
+            cfg.sampler,
+            excluded["pairs"],
+            excluded["persons"],
+            len(batches),
+            cfg.batch_size,
+            excluded["excluded_persons"],
+            excluded["excluded_pairs"],
+            excluded["dropped_pairs_per_epoch"],
+        )
+        self.log.write(kind="data", sampler=cfg.sampler, **excluded)
+        if self.rt.world_size > 1:
+            return RankSlice(batches, cfg.batch_size, self.rt.rank, self.rt.world_size)
+        return batches
 
     # --- state -------------------------------------------------------------------------------
 
@@ -192,7 +254,7 @@ class Trainer:
             "rng": {
                 "torch": torch.get_rng_state(),
                 "python": random.getstate(),
-                "numpy": np.random.get_state(),
+                "numpy": _numpy_state_to_plain(np.random.get_state()),
                 "text": self.text_rng.getstate(),
             },
         }
@@ -200,13 +262,35 @@ class Trainer:
     def _resume(self, path: Path) -> None:
         state = load_checkpoint(path)
         self.core.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # The optimizer and schedule state carry the recorded rates; the config's win, so an
+        # accepted change of lr, decay, eps or schedule really takes effect.
+        configured = [
+            {k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups
+        ]
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as err:
+            raise RecipeChangedError(
+                f"the optimizer of {path} has other parameter groups than these settings make "
+                f"({err}); start over with --resume false"
+            ) from err
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        for group, fresh in zip(self.optimizer.param_groups, configured, strict=True):
+            group.update(fresh)
+        self.scheduler.base_lrs = [g["initial_lr"] for g in configured]
+        for group, base, factor in zip(
+            self.optimizer.param_groups,
+            self.scheduler.base_lrs,
+            self.scheduler.lr_lambdas,
+            strict=True,
+        ):
+            group["lr"] = base * factor(self.scheduler.last_epoch)
+        if state["scaler"]:  # empty when saved without loss scaling (fp32 or bf16)
+            self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
+        np.random.set_state(_numpy_state_from_plain(state["rng"]["numpy"]))
         self.text_rng.setstate(state["rng"]["text"])
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
 
@@ -219,24 +303,29 @@ class Trainer:
         return [keep_attribute_words(c) if self.text_rng.random() < p else c for c in captions]
 
     def _train_step(self, batch: dict[str, Any]) -> dict[str, float] | None:
-        if batch["image"].shape[0] < 2:
+        # Undecodable images can shrink a share; every process skips the step together, or
+        # the others would wait forever in the gradient all-reduce.
+        gathered = self.cfg.gather_features and self.rt.world_size > 1
+        if not all_ranks_agree(batch["image"].shape[0] >= (1 if gathered else 2), self.rt.device):
+            self.skipped_steps += 1
             return None
         images = batch["image"].to(self.rt.device, non_blocking=True)
         tokens = self.tokenizer(self._captions(batch["caption"])).to(self.rt.device)
         pids = batch["label"].to(self.rt.device)
         with self.rt.autocast():
-            terms = compute_losses(
+            losses = compute_losses(
                 self.model, self.core, images, tokens, pids, self.cfg, self.norm_stats
             )
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(terms["loss"]).backward()
+        self.scaler.scale(losses.objective).backward()
         if self.cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.core.parameters(), self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
-        return {k: float(v.detach()) for k, v in terms.items()}
+        if self.cfg.lr_step == "step":
+            self.scheduler.step()
+        return {k: float(v.detach()) for k, v in losses.terms.items()}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float] | None:
@@ -277,6 +366,8 @@ class Trainer:
                 )
         if finished_epoch:
             self.epoch += 1  # on every rank: each one runs the epoch loop
+            if self.cfg.lr_step == "epoch":
+                self.scheduler.step()
         if self.rt.is_main:
             save_checkpoint(self._state(), self.ckpt_dir / "last.pt")
         if self.rt.world_size > 1:
@@ -312,6 +403,7 @@ class Trainer:
                     continue
                 bar.set_postfix(loss=f"{terms['loss']:.3f}")
                 if self.step % cfg.log_every == 0:
+                    terms = mean_over_ranks(terms, self.rt.device)
                     lrs = {f"lr_{g['name']}": g["lr"] for g in self.optimizer.param_groups}
                     elapsed = time.monotonic() - start_time
                     self.log.write(
@@ -330,6 +422,11 @@ class Trainer:
                     )
                     break
             self._end_of_epoch(finished_epoch=not out_of_time)
+        if self.skipped_steps:
+            log.warning(
+                "%d steps were skipped: some process had too few decodable images",
+                self.skipped_steps,
+            )
         if self.skipped_ids:
             log.warning(
                 "%d training images could not be decoded and were skipped: %s",

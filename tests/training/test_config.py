@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from training.config import TrainConfig, load_config
+from training.config import TrainConfig, load_config, recipe_changes
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_cli_overrides_yaml(tmp_path: Path) -> None:
@@ -44,3 +46,43 @@ def test_unknown_key_in_yaml_is_refused(tmp_path: Path) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "nope.yaml", {})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"val_split": "test"}, "select-on-test"),
+        ({"sampler": "random"}, "isgvfc needs batches"),
+        ({"accept_changes": "lr,nope"}, "unknown settings: nope"),
+        ({"no_decay": "bias,weights"}, "no_decay"),
+    ],
+)
+def test_dishonest_or_impossible_runs_are_refused(overrides: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        TrainConfig(root=Path("."), **overrides)
+
+
+def test_test_selection_and_random_batches_when_asked_for_explicitly() -> None:
+    cfg = TrainConfig(root=Path("."), val_split="test", select_on_test=True)
+    assert cfg.val_split == "test"
+    baseline = TrainConfig(root=Path("."), losses="cmpm", sampler="random", batch_size=10)
+    assert baseline.sampler == "random"  # no P×K constraint on the batch size
+
+
+def test_recipe_changes_ignore_run_only_settings() -> None:
+    old = TrainConfig(root=Path("/d"), lr=1e-5).model_dump(mode="json")
+    new = TrainConfig(root=Path("/d"), lr=2e-5, workers=0, max_minutes=5, epochs=70)
+    assert recipe_changes(old, new) == {"lr": (1e-5, 2e-5), "epochs": (60, 70)}
+    del old["adam_eps"]  # a config recorded before the setting existed
+    assert "adam_eps" not in recipe_changes(old, new)
+    assert "adam_eps" in recipe_changes(old, new.model_copy(update={"adam_eps": 1e-3}))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_shipped_configs_load(name: str) -> None:
+    cfg = load_config(CONFIGS / name, {"root": Path(".")})
+    if "reference" in name:
+        assert (cfg.adam_eps, cfg.weight_decay, cfg.bias_lr_mult) == (1e-3, 4e-5, 2.0)
+        assert (cfg.lambda_mim, cfg.mask_block, cfg.mim_width, cfg.lr_step) == (10, 2, 512, "epoch")
+    elif name.startswith("vfe-tps"):
+        assert (cfg.adam_eps, cfg.weight_decay, cfg.lambda_mim, cfg.grad_clip) == (1e-8, 0, 1, None)

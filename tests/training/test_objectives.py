@@ -37,7 +37,9 @@ def _step(model_name: str, size: tuple[int, int], losses: list[str], **kw) -> di
     tokenizer = import_open_clip().tokenizer.SimpleTokenizer(context_length=clip.context_length)
     tokens = tokenizer(["a man in red", "a man in a red top"])
     pids = torch.tensor([0, 0])
-    terms = compute_losses(model, model, images, tokens, pids, cfg, _norm_stats())
+    losses = compute_losses(model, model, images, tokens, pids, cfg, _norm_stats())
+    terms = losses.terms
+    assert losses.objective is terms["loss"] or torch.equal(losses.objective, terms["loss"])
     terms["loss"].backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)

@@ -77,9 +77,11 @@ def test_run_writes_log_curves_checkpoints_and_bundle(run_dir: Path) -> None:
 
 def test_resume_continues_from_the_last_checkpoint(run_dir: Path, synthetic_root: Path) -> None:
     before = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    # More epochs stretch the cosine schedule: a recipe change, accepted here on purpose.
     proc = run_cli(
-        "train", *TRAIN_ARGS, "--root", str(synthetic_root), "--epochs", "2", "--out", str(run_dir)
-    )
+        "train", *TRAIN_ARGS, "--root", str(synthetic_root), "--epochs", "2", "--out", str(run_dir),
+        "--accept-changes", "epochs",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     after = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert before["epoch"] == 1 and after["epoch"] == 2
@@ -166,3 +168,66 @@ def test_bad_input_exits_non_zero_with_one_line(args: list[str], message: str) -
     assert proc.returncode == 2
     assert message in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
+
+
+def _recorded(run_dir: Path, name: str) -> object:
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"][name]
+
+
+def test_resume_with_another_recipe_is_refused_and_changes_nothing(
+    run_dir: Path, synthetic_root: Path
+) -> None:
+    epochs = str(_recorded(run_dir, "epochs"))
+    before = {p.name: p.read_bytes() for p in [run_dir / "config.yaml", run_dir / "log.jsonl"]}
+    last = (run_dir / "checkpoints" / "last.pt").read_bytes()
+    args = ["train", *TRAIN_ARGS, "--root", str(synthetic_root), "--out", str(run_dir)]
+    proc = run_cli(*args, "--epochs", epochs, "--lr", "1e-3", "--adam-eps", "1e-3")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "lr: 0.0003 -> 0.001" in proc.stderr and "adam_eps: 1e-08 -> 0.001" in proc.stderr
+    assert "--accept-changes lr,adam_eps" in proc.stderr and "--resume false" in proc.stderr
+    assert {p.name: p.read_bytes() for p in [run_dir / "config.yaml", run_dir / "log.jsonl"]} == (
+        before
+    )
+    assert (run_dir / "checkpoints" / "last.pt").read_bytes() == last
+
+    accepted = run_cli(*args, "--epochs", epochs, "--lr", "1e-3", "--accept-changes", "lr")
+    assert accepted.returncode == 0, accepted.stderr[-2000:]
+    entries = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert {"kind": "recipe_change", "changes": {"lr": [3e-4, 1e-3]}} in entries
+    assert _recorded(run_dir, "lr") == 1e-3
+
+
+def test_selection_on_test_needs_the_flag_and_is_recorded(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    args = ["train", *TRAIN_ARGS, "--root", str(synthetic_root), "--out", str(tmp_path / "r")]
+    args += ["--epochs", "1", "--val-split", "test"]
+    refused = run_cli(*args)
+    assert refused.returncode == 2 and "--select-on-test true" in refused.stderr
+    assert not (tmp_path / "r").exists()
+    # The reference code's CMPM baseline: plain random batches, no identity sampler.
+    proc = run_cli(*args, "--select-on-test", "true", "--losses", "cmpm", "--sampler", "random")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = json.loads((tmp_path / "r" / "bundle" / "bundle.json").read_text())
+    assert meta["selected_on_test"] is True and meta["selected_on"].startswith("test R1")
+    data = [json.loads(x) for x in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert [e["sampler"] for e in data if e["kind"] == "data"] == ["random"]
+
+
+def test_persons_left_out_by_the_sampler_are_counted(run_dir: Path) -> None:
+    entries = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
+    data = [e for e in entries if e["kind"] == "data"]
+    assert data and data[0]["sampler"] == "pk"
+    assert {"persons", "pairs", "excluded_persons", "excluded_pairs"} <= set(data[0])
+
+
+def test_checkpoints_load_without_unpickling_objects(tmp_path: Path) -> None:
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (Path.touch, (tmp_path / "ran",))
+
+    torch.save({"model": {}, "payload": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not unpickled"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "ran").exists()

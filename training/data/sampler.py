@@ -29,8 +29,8 @@ class IdentityBatchSampler(Sampler[list[int]]):
 
     ``labels[i]`` is the person of sample ``i``; ``image_ids[i]`` its image (default: every sample
     its own image). Batches are a function of (``seed``, epoch): call :meth:`set_epoch` each epoch.
-    Under DDP every rank builds the same epoch and takes every ``num_replicas``-th batch from
-    ``rank``, so ranks never share a batch.
+    A batch lists its persons' groups one after another, so under DDP (:class:`RankSlice`) each
+    rank's share of a batch holds whole persons when P is a multiple of the process count.
     """
 
     def __init__(
@@ -41,20 +41,15 @@ class IdentityBatchSampler(Sampler[list[int]]):
         *,
         image_ids: Sequence[Hashable] | None = None,
         seed: int = 0,
-        num_replicas: int = 1,
-        rank: int = 0,
         drop_single_image: bool = True,
     ) -> None:
         if p < 1 or k < 1:
             raise ValueError(f"P and K must be at least 1, got P={p}, K={k}")
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
         if image_ids is not None and len(image_ids) != len(labels):
             raise ValueError(f"{len(image_ids)} image ids for {len(labels)} labels")
         self.p, self.k, self.seed = p, k, seed
-        self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
 
         by_person: dict[int, dict[Hashable, list[int]]] = {}
@@ -67,6 +62,9 @@ class IdentityBatchSampler(Sampler[list[int]]):
         drop = k > 1 and drop_single_image
         kept = [pool for pool in pools if len(pool) > 1] if drop else pools
         self.excluded_persons = len(pools) - len(kept)
+        self.excluded_samples = sum(len(s) for pool in pools for s in pool) - sum(
+            len(s) for pool in kept for s in pool
+        )
         self._pools: tuple[Pool, ...] = tuple(kept)
         if len(self._pools) < p:
             raise ValueError(
@@ -76,12 +74,7 @@ class IdentityBatchSampler(Sampler[list[int]]):
         samples = sum(len(s) for pool in self._pools for s in pool)
         # Fixed per epoch (a DataLoader needs len() up front); batching refills persons whose
         # groups ran out, so any count works, and this one uses each sample about once.
-        self._global_batches = round(samples / (p * k))
-        if self._global_batches < num_replicas:
-            raise ValueError(
-                f"only {self._global_batches} batches of P={p} × K={k} per epoch for "
-                f"{num_replicas} replicas"
-            )
+        self._batches = max(round(samples / (p * k)), 1)
 
     @property
     def batch_size(self) -> int:
@@ -91,17 +84,16 @@ class IdentityBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self._global_batches // self.num_replicas
+        return self._batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._epoch_batches(np.random.default_rng([self.seed, self.epoch]))
-        yield from batches[self.rank : len(self) * self.num_replicas : self.num_replicas]
+        yield from self._epoch_batches(np.random.default_rng([self.seed, self.epoch]))
 
     def _epoch_batches(self, rng: np.random.Generator) -> list[list[int]]:
         groups = [self._groups(pool, rng) for pool in self._pools]
         left = np.array([len(g) for g in groups])
         batches = []
-        for _ in range(self._global_batches):
+        for _ in range(self._batches):
             if np.count_nonzero(left) < self.p:
                 # Too few persons with groups left: deal exhausted persons afresh, so every
                 # batch still has P distinct persons and the epoch length stays fixed.

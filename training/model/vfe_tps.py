@@ -33,6 +33,9 @@ class VFETPS(nn.Module):
         mim_heads: int = 8,
         tau: float = 0.02,
         learnable_tau: bool = False,
+        mim_width: int | None = None,
+        mim_dropout: float = 0.1,
+        mim_clip_init: bool = False,
     ) -> None:
         super().__init__()
         visual = clip.visual
@@ -49,7 +52,17 @@ class VFETPS(nn.Module):
         width = visual.transformer.width
         text_width = clip.transformer.width
         self.mim = (
-            TextGuidedDecoder(width, text_width, self.grid, self.patch_size, mim_heads, mim_layers)
+            TextGuidedDecoder(
+                width,
+                text_width,
+                self.grid,
+                self.patch_size,
+                mim_heads,
+                mim_layers,
+                width=mim_width,
+                dropout=mim_dropout,
+                clip_init=mim_clip_init,
+            )
             if use_mim
             else None
         )

@@ -4,6 +4,7 @@ from collections import Counter
 
 import pytest
 
+from training.data.batches import RankSlice
 from training.data.sampler import IdentityBatchSampler
 
 
@@ -55,23 +56,22 @@ def test_deterministic_per_seed_and_epoch_and_varies() -> None:
     assert _batches(other_seed, 3) != _batches(a, 3)
 
 
-def test_ddp_ranks_are_disjoint_slices_of_one_epoch() -> None:
+def test_ddp_shares_of_a_global_batch_hold_whole_persons() -> None:
     labels, image_ids = _dataset(persons=16)
     whole = _batches(IdentityBatchSampler(labels, p=4, k=2, image_ids=image_ids, seed=2), 5)
-    ranks = [
+    shares = [
         _batches(
-            IdentityBatchSampler(
-                labels, p=4, k=2, image_ids=image_ids, seed=2, num_replicas=3, rank=r
+            RankSlice(
+                IdentityBatchSampler(labels, p=4, k=2, image_ids=image_ids, seed=2), 8, r, 2
             ),
             5,
         )
-        for r in range(3)
+        for r in range(2)
     ]
-    assert len({len(r) for r in ranks}) == 1 and len(ranks[0]) == len(whole) // 3
-    as_tuples = [{tuple(b) for b in r} for r in ranks]
-    assert not as_tuples[0] & as_tuples[1] and not as_tuples[1] & as_tuples[2]
-    assert not as_tuples[0] & as_tuples[2]
-    assert all(b in whole for r in ranks for b in r)
+    assert len(shares[0]) == len(shares[1]) == len(whole)  # the step count does not depend on W
+    for batch, first, second in zip(whole, *shares, strict=True):
+        assert first + second == batch
+        assert not {labels[i] for i in first} & {labels[i] for i in second}
 
 
 def test_few_samples_drawn_with_replacement_single_image_persons_dropped() -> None:
@@ -80,7 +80,7 @@ def test_few_samples_drawn_with_replacement_single_image_persons_dropped() -> No
     labels = [0, 1, 1, 2, 2, 2, 3, 3, 3]
     image_ids = ["a", "b", "c", "d", "e", "f", "g", "h", "i"]
     sampler = IdentityBatchSampler(labels, p=2, k=3, image_ids=image_ids, seed=0)
-    assert sampler.excluded_persons == 1
+    assert sampler.excluded_persons == 1 and sampler.excluded_samples == 1
     for epoch in range(5):
         for batch in _batches(sampler, epoch):
             assert 0 not in {labels[i] for i in batch}
@@ -108,11 +108,7 @@ def test_invalid_configurations() -> None:
     labels, image_ids = _dataset(persons=3)
     with pytest.raises(ValueError, match="P=4 persons per batch, but only 3"):
         IdentityBatchSampler(labels, p=4, k=2, image_ids=image_ids)
-    with pytest.raises(ValueError, match="rank must be in"):
-        IdentityBatchSampler(labels, p=2, k=2, num_replicas=2, rank=2)
     with pytest.raises(ValueError, match="at least 1"):
         IdentityBatchSampler(labels, p=0, k=2)
     with pytest.raises(ValueError, match="image ids for"):
         IdentityBatchSampler(labels, p=2, k=2, image_ids=image_ids[:-1])
-    with pytest.raises(ValueError, match="replicas"):
-        IdentityBatchSampler(labels, p=3, k=8, image_ids=image_ids, num_replicas=4)

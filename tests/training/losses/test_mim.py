@@ -98,3 +98,23 @@ def test_full_resolution_mask_feeds_the_loss():
     # Error 1 on masked pixels and 7 elsewhere: the loss sees only the masked ones.
     pred = torch.where(pixels.bool(), 1.0, 7.0).expand(2, 3, 384, 128)
     assert masked_l1_loss(pred, torch.zeros(2, 3, 384, 128), pixels).item() == pytest.approx(1.0)
+
+
+def test_block_masking_masks_whole_32_pixel_blocks() -> None:
+    from training.model.towers import TowerSpec, build_towers
+    from training.model.vfe_tps import VFETPS
+    from training.objectives import mask_images
+
+    core = VFETPS(build_towers(TowerSpec("tiny"))[0], use_mim=False)
+    gh, gw = core.grid
+    images = torch.randn(3, 3, gh * core.patch_size, gw * core.patch_size)
+    masked, pixel_mask = mask_images(images, core, 0.5, block=2)
+    blocks = pixel_mask.unfold(2, 2 * core.patch_size, 2 * core.patch_size).unfold(
+        3, 2 * core.patch_size, 2 * core.patch_size
+    )
+    per_block = blocks.reshape(*blocks.shape[:4], -1)
+    assert (per_block.min(-1).values == per_block.max(-1).values).all()  # all or nothing
+    assert torch.allclose(pixel_mask.mean(dim=(1, 2, 3)), torch.full((3,), 0.5))
+    assert torch.equal(masked, images * (1 - pixel_mask))
+    with pytest.raises(ValueError, match="does not divide"):
+        mask_images(images, core, 0.5, block=5)

@@ -84,3 +84,23 @@ def test_masking_zeroes_exactly_the_masked_patches(model: VFETPS) -> None:
     assert torch.equal(
         masked[pixel_mask.expand_as(masked) == 0], images[pixel_mask.expand_as(images) == 0]
     )
+
+
+def test_reference_decoder_width_dropout_and_clip_init() -> None:
+    from training.model.tgmim import TextGuidedDecoder
+
+    torch.manual_seed(0)
+    decoder = TextGuidedDecoder(
+        768, 512, (24, 8), 16, heads=8, layers=4, width=512, dropout=0.0, clip_init=True
+    )
+    block = decoder.blocks.layers[0]
+    assert block.dropout.p == 0.0 and block.self_attn.dropout == 0.0
+    assert abs(block.self_attn.in_proj_weight.std().item() - 512**-0.5) < 0.002
+    assert abs(block.linear1.weight.std().item() - (2 * 512) ** -0.5) < 0.002
+    proj = 512**-0.5 * (2 * 4) ** -0.5
+    assert abs(block.linear2.weight.std().item() - proj) < 0.002
+    assert abs(decoder.cross_attn.in_proj_weight.std().item() - 512**-0.5) < 0.002
+    paper = TextGuidedDecoder(768, 512, (24, 8), 16, clip_init=True)  # kdim 512 ≠ width 768
+    assert abs(paper.cross_attn.k_proj_weight.std().item() - 768**-0.5) < 0.002
+    out = decoder(torch.randn(2, 193, 768), torch.randn(2, 5, 512), torch.zeros(2, 5).bool())
+    assert out.shape == (2, 3, 384, 128)
