@@ -47,7 +47,7 @@ def test_served_ranking_is_the_models_ranking(
     built_index: Path,
 ) -> None:
     """Whatever the model's quality, the service must rank exactly as bundle + index do."""
-    from index.bundle import Bundle
+    from bundle.encoders import Bundle
     from index.store import GalleryIndex
 
     queries = [c for c, _ in captions[:16]]

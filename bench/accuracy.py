@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from index.bundle import Bundle
+from bundle.encoders import Bundle
 from training.config import load_config
 from training.data.formats import load_records
 from training.evaluate import EvalSplit, evaluate_split

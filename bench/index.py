@@ -141,7 +141,7 @@ def bench_search(
 
 
 def bench_encode(bundle_dir: Path | None, images: Path | None, ids: int, batch: int) -> dict:
-    from index.bundle import Bundle
+    from bundle.encoders import Bundle
     from index.encode import encode_images
     from index.gallery_sources import from_folder
 

@@ -47,7 +47,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def build_gallery(work: Path, gallery_size: int) -> tuple[Path, Path, list[str]]:
     """A synthetic set, an untrained tiny bundle, and an index of its images plus padding."""
-    from index.bundle import Bundle
+    from bundle.encoders import Bundle
     from index.gallery_sources import from_dataset
     from index.ingest import ingest
     from index.items import ItemMeta
@@ -95,7 +95,7 @@ def default_queries() -> list[str]:
 
 
 def baseline(bundle_dir: Path, index_dir: Path, queries: list[str], n: int) -> dict:
-    from index.bundle import Bundle
+    from bundle.encoders import Bundle
     from index.store import GalleryIndex
 
     bundle = Bundle(bundle_dir, device="cpu")

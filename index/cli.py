@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from bundle.format import BundleError
 from index.errors import IndexStoreError
 from index.faiss_backend import KINDS, USE_GPU
 from index.gallery_sources import ALL_SPLITS, DATASETS, GalleryEntry, GallerySourceError
 
 if TYPE_CHECKING:
-    from index.bundle import Bundle
+    from bundle.encoders import Bundle
     from index.store import GalleryIndex
 
 log = logging.getLogger("index")
@@ -127,7 +128,7 @@ def _check_encoding(args: argparse.Namespace) -> None:
 
 
 def _load_bundle(path: Path, device: str) -> Bundle:
-    from index.bundle import Bundle
+    from bundle.encoders import Bundle
 
     bundle = Bundle(path, device=device)
     log.info(
@@ -138,7 +139,7 @@ def _load_bundle(path: Path, device: str) -> Bundle:
 
 def _open_for(index: Path, bundle: Path, use_gpu: str = "never") -> GalleryIndex:
     """Open an index checked against a bundle's metadata, before loading the model itself."""
-    from index.bundle import read_meta
+    from bundle.format import read_meta
     from index.store import GalleryIndex
 
     meta = read_meta(bundle)
@@ -265,16 +266,8 @@ COMMANDS = {
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean bad input or a bad file, reported in one line (others keep a traceback).
-
-    The bundle's error class is only checked when its module was imported, which keeps
-    ``info`` and ``remove`` free of the torch import.
-    """
-    errors: list[type[BaseException]] = [IndexStoreError, GallerySourceError, OSError]
-    bundle_module = sys.modules.get("index.bundle")
-    if bundle_module is not None:
-        errors.append(bundle_module.BundleError)
-    return tuple(errors)
+    """Errors that mean bad input or a bad file, reported in one line (others keep a traceback)."""
+    return (IndexStoreError, GallerySourceError, BundleError, OSError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,6 @@ indexing of a camera's day.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from index.bundle import Bundle
+from bundle.encoders import Bundle
+from bundle.images import ImageDecodeError, decode_bytes
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +47,10 @@ class _ImageFiles(Dataset):
         try:
             data = Path(self.paths[n]).read_bytes()
             digest = hashlib.sha256(data).hexdigest()
-            with Image.open(io.BytesIO(data)) as image:
-                tensor = self.preprocess(image.convert("RGB"))
+            # The decoder uploads use too, so a file indexed here and uploaded gets one vector.
+            tensor = self.preprocess(decode_bytes(data, str(self.paths[n])).image)
+        except ImageDecodeError as err:
+            return n, None, None, err.message
         except Exception as err:  # PIL raises many types for bad files; all mean "skip it"
             return n, None, None, _reason(err)
         return n, tensor, digest, None

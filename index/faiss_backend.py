@@ -14,8 +14,8 @@ from typing import BinaryIO
 import faiss
 import numpy as np
 
+from bundle.fsio import replace_atomic
 from index.errors import IndexCorruptError, IndexStoreError
-from index.fsio import replace_atomic
 
 KINDS = ("flat", "ivf", "hnsw")
 USE_GPU = ("auto", "never", "always")

@@ -7,7 +7,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from index.bundle import Bundle, sha256_file
+from bundle.encoders import Bundle
+from bundle.format import sha256_file
 from index.encode import encode_images
 from index.errors import ItemExistsError
 from index.gallery_sources import GalleryEntry

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bundle.encoders import Bundle
 from index import faiss_backend
-from index.bundle import Bundle
 from index.encode import encode_images
 from index.errors import IndexStoreError
 from index.items import ItemMeta

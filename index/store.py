@@ -35,14 +35,14 @@ from typing import TYPE_CHECKING, Any
 import faiss
 import numpy as np
 
+from bundle.fsio import fsync_dir, temp_dir, write_json_atomic
 from index import faiss_backend
 from index.errors import IndexCorruptError, IndexMismatchError, IndexStoreError, ItemExistsError
-from index.fsio import fsync_dir, temp_dir, write_json_atomic
 from index.items import AddResult, Hit, ItemMeta
 from index.manifest import MANIFEST_FILE, Manifest, Row
 
 if TYPE_CHECKING:
-    from index.bundle import Bundle
+    from bundle.encoders import Bundle
 
 __all__ = [
     "AddResult",

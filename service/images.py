@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
+
+from bundle.images import ImageDecodeError, decode_bytes, open_header, to_rgb
 
 # Pillow format name -> (media type, file suffix). Anything else is refused with 415.
 FORMATS = {
@@ -39,74 +39,39 @@ class CheckedImage:
     format: str
     width: int
     height: int
-    image: Image.Image  # decoded, EXIF-rotated, RGB (see to_rgb)
+    image: Image.Image  # decoded, EXIF-rotated, RGB (bundle.images.to_rgb)
 
     @property
     def suffix(self) -> str:
         return FORMATS[self.format][1]
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """The picture a person would see, as 8-bit RGB: 16-bit grey keeps its high byte (Pillow's
-    own conversion clips at 255, which turns a 16-bit photo white), and transparent pixels show
-    white (not whatever colour the file keeps under them)."""
-    if img.mode.startswith("I"):  # I;16, I;16B, I: 16-bit grey from PNG
-        grey = np.asarray(img).astype(np.int64) >> 8
-        img = Image.fromarray(grey.clip(0, 255).astype(np.uint8), "L")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
+_STATUS = {"empty": 422, "unsupported": 415, "too_large": 413, "corrupt": 422}
 
 
-def _open_header(data: io.BytesIO, name: str, max_pixels: int) -> Image.Image:
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns on large images; our own limit below decides instead.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(data, formats=list(FORMATS))
-    except Image.DecompressionBombError:
-        # Pillow's own header check, for sizes far beyond ours.
-        raise ImageRejectedError(
-            413, f"{name}: the image is over the limit of {max_pixels:,} pixels"
-        ) from None
-    except UnidentifiedImageError:
-        raise ImageRejectedError(
+def _rejected(err: ImageDecodeError, name: str) -> ImageRejectedError:
+    if err.problem == "unsupported":
+        return ImageRejectedError(
             415, f"{name}: not a supported image; send JPEG, PNG, WebP or BMP"
-        ) from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageRejectedError(422, f"{name}: the image header is corrupt ({err})") from None
+        )
+    return ImageRejectedError(_STATUS[err.problem], err.message)
 
 
 def check_image(data: bytes, name: str, max_pixels: int, max_side: int) -> CheckedImage:
-    """Identify, size-check (from the header, before decoding) and fully decode one upload."""
-    if not data:
-        raise ImageRejectedError(422, f"{name}: the file is empty")
-    img = _open_header(io.BytesIO(data), name, max_pixels)
-    width, height = img.size
-    if width < 1 or height < 1:
-        raise ImageRejectedError(422, f"{name}: the image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
-        pixels = f"{width}x{height} is {width * height:,} pixels"
-        raise ImageRejectedError(413, f"{name}: {pixels}; the limit is {max_pixels:,}")
-    if max(width, height) > max_side:
-        raise ImageRejectedError(
-            413, f"{name}: {width}x{height} has a side over the limit of {max_side} pixels"
-        )
-    fmt = img.format or ""
+    """Identify, size-check (from the header, before decoding) and fully decode one upload, with
+    the decoder every other path uses (bundle.images), so an upload and the same file indexed
+    from disk give the same vector."""
     try:
-        img.load()
-        rgb = to_rgb(ImageOps.exif_transpose(img))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageRejectedError(422, f"{name}: the image data is corrupt ({err})") from None
+        decoded = decode_bytes(data, name, max_pixels, max_side, formats=list(FORMATS))
+    except ImageDecodeError as err:
+        raise _rejected(err, name) from None
     return CheckedImage(
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),
-        format=fmt,
-        width=width,
-        height=height,
-        image=rgb,
+        format=decoded.format,
+        width=decoded.width,
+        height=decoded.height,
+        image=decoded.image,
     )
 
 
@@ -116,8 +81,10 @@ def media_type(path: Path) -> str:
 
 def thumbnail(path: Path, size: int, max_pixels: int) -> bytes:
     """A JPEG no larger than ``size`` on its longer side (aspect kept)."""
-    with open(path, "rb") as fh:
-        img = _open_header(io.BytesIO(fh.read()), path.name, max_pixels)
+    try:
+        img = open_header(path.read_bytes(), path.name, max_pixels, formats=list(FORMATS))
+    except ImageDecodeError as err:
+        raise _rejected(err, path.name) from None
     if img.size[0] * img.size[1] > max_pixels:
         raise ImageRejectedError(413, f"{path.name} is too large to make a thumbnail of")
     img.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster

@@ -18,7 +18,7 @@ import numpy as np
 from index.items import Hit
 
 if TYPE_CHECKING:
-    from index.bundle import Bundle
+    from bundle.encoders import Bundle
     from index.store import GalleryIndex
     from service.metrics import Metrics
     from service.runtime import Runtime

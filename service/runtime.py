@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from index.bundle import Bundle, BundleError, read_meta
+from bundle.encoders import Bundle
+from bundle.format import BundleError, read_meta
 from index.errors import IndexMismatchError, IndexStoreError
 from index.store import GalleryIndex
 from service.batching import Batcher, make_batcher

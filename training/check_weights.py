@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from index.openclip_import import import_open_clip
+from bundle.openclip_import import import_open_clip
 from training.model.towers import TowerSpec, build_towers_with_report
 from training.model.weights import Arch, WeightsReport
 
@@ -58,7 +58,7 @@ def zero_shot(
     progress: bool = True,
 ) -> dict[str, float]:
     """Text→image metrics of ``model`` as loaded, with the towers' eval preprocessing."""
-    from index.bundle import resolve_device
+    from bundle.encoders import resolve_device
     from training.data.formats import load_records
     from training.data.transforms import build_eval_transform
     from training.evaluate import EvalSplit, evaluate_split

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from index.fsio import replace_atomic
+from bundle.fsio import replace_atomic
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from index.bundle import BundleError
+from bundle.format import BundleError
 from training.config import TrainConfig, load_config
 from training.data.records import DatasetError
 from training.model.towers import TowerError
@@ -64,7 +64,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from index.bundle import Bundle
+    from bundle.encoders import Bundle
     from training.data.formats import load_records
     from training.evaluate import EvalSplit, evaluate_split
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from bundle.images import ImageDecodeError, decode_file
 from training.data.records import Record
 from training.metrics import retrieval_metrics
 
@@ -53,9 +55,8 @@ class _Images(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int]:
         try:
-            with Image.open(self.paths[i]) as img:
-                return self.transform(img.convert("RGB")), i
-        except OSError as err:
+            return self.transform(decode_file(Path(self.paths[i]))), i
+        except (ImageDecodeError, OSError) as err:
             log.warning("skipping undecodable gallery image %s: %s", self.paths[i], err)
             return None, i
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from index.bundle import preprocess_cfg, write_bundle
-from index.openclip_import import import_open_clip
+from bundle.format import preprocess_cfg, write_bundle
+from bundle.openclip_import import import_open_clip
 from training.checkpoint import load_checkpoint
 from training.model.towers import TowerSpec, build_towers
 

@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from index.openclip_import import import_open_clip
+from bundle.openclip_import import import_open_clip
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import TrainConfig, recipe_changes
 from training.data.batches import EpochBatchSampler, RandomBatchSampler, RankSlice

@@ -32,7 +32,7 @@ def index_dir_of(service: ServiceProcess) -> Path:
 def build_small_index(bundle_dir: Path, data_root: Path, out: Path, split: str = "test") -> Path:
     """One split of the synthetic set encoded by ``bundle_dir`` (what `python -m index build`
     does, in-process to save a second torch start-up)."""
-    from index.bundle import Bundle
+    from bundle.encoders import Bundle
     from index.gallery_sources import from_dataset
     from index.ingest import ingest
     from index.store import GalleryIndex

@@ -30,7 +30,7 @@ def second_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def bundle(random_bundle: Path):
-    from index.bundle import Bundle
+    from bundle.encoders import Bundle
 
     return Bundle(random_bundle, device="cpu")
 

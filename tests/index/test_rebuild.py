@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from bundle.encoders import Bundle
 from index import faiss_backend
-from index.bundle import Bundle
 from index.store import GalleryIndex, IndexMismatchError, IndexStoreError, ItemMeta, rebuild
 from tests.index.conftest import Gallery, assert_matches_brute_force
 

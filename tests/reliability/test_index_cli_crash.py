@@ -57,7 +57,7 @@ def image_ids(index_dir: Path) -> set[str]:
 
 
 def test_sigkill_of_index_add_is_all_or_nothing(tmp_path: Path, random_bundle: Path) -> None:
-    from index.bundle import read_meta
+    from bundle.format import read_meta
     from index.store import GalleryIndex
 
     trials = env_int("TPS_CLI_CRASH_TRIALS", 1)

@@ -17,7 +17,7 @@ from tests.service.support import API_KEY, wait_ready
 def build_index(bundle_dir: Path, data_root: Path, out: Path, split: str = "test") -> Path:
     """Encode one split of the synthetic set into a new index (what `python -m index build`
     does, in-process to save a second torch start-up)."""
-    from index.bundle import Bundle
+    from bundle.encoders import Bundle
     from index.gallery_sources import from_dataset
     from index.ingest import ingest
     from index.store import GalleryIndex

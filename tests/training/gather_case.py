@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from index.openclip_import import import_open_clip
+from bundle.openclip_import import import_open_clip
 from training.config import TrainConfig
 from training.model.towers import TowerSpec, build_towers
 from training.model.vfe_tps import VFETPS

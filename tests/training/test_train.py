@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from index.bundle import Bundle
-from index.openclip_import import import_open_clip
+from bundle.encoders import Bundle
+from bundle.openclip_import import import_open_clip
 from training.checkpoint import load_checkpoint
 from training.model.towers import TowerSpec, build_towers
 from training.model.vfe_tps import VFETPS

@@ -20,15 +20,13 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from bundle.images import ImageDecodeError, decode_file
 from training.data.records import Record
 
 log = logging.getLogger(__name__)
 
 ImageTransform = Callable[[Image.Image], Tensor]
 Sample = dict[str, Any]
-
-# What PIL raises for missing, truncated, corrupt or absurdly large files.
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def to_tensor(image: Image.Image) -> Tensor:
@@ -51,9 +49,8 @@ class ImageReader:
 
     def __call__(self, path: Path) -> Tensor | None:
         try:
-            with Image.open(path) as raw:
-                image = raw.convert("RGB")  # forces the full decode inside the try
-        except _DECODE_ERRORS as err:
+            image = decode_file(path)  # the decoder every path uses: EXIF, 16-bit, alpha, size
+        except (ImageDecodeError, OSError) as err:
             key = str(path)
             if key not in self._failed:
                 self._failed[key] = f"{type(err).__name__}: {err}"

@@ -8,7 +8,7 @@ from typing import Any
 from PIL import Image
 from torch import Tensor
 
-from index.openclip_import import import_open_clip
+from bundle.openclip_import import import_open_clip
 
 DEFAULT_SIZE = (384, 128)  # (height, width): person crops are tall
 # Erasing covers 2–40 % of the crop, the range the person-search codebases use.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from index.openclip_import import import_open_clip
+from bundle.openclip_import import import_open_clip
 from training.model.weights import WeightsError, WeightsReport, load_weights, read_weights
 
 log = logging.getLogger(__name__)

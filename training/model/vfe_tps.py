@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from index.openclip_import import import_open_clip
+from bundle.openclip_import import import_open_clip
 from training.model.tgmim import TextGuidedDecoder
 
 

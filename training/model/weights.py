@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from index.openclip_import import import_open_clip
+from bundle.openclip_import import import_open_clip
 
 log = logging.getLogger(__name__)
 

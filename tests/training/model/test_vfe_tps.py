@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from index.openclip_import import import_open_clip
+from bundle.openclip_import import import_open_clip
 from training.losses import masked_l1_loss
 from training.model.towers import TowerSpec, build_towers
 from training.model.vfe_tps import VFETPS

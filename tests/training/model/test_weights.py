@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from index.openclip_import import import_open_clip
+from bundle.openclip_import import import_open_clip
 from training.model.towers import TowerError, TowerSpec, build_towers
 from training.model.weights import OPENAI_CONFIG_KEYS, POS_KEY
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.bundle import META_FILE, WEIGHTS_FILE, Bundle, BundleError, read_meta
+from bundle.encoders import Bundle
+from bundle.format import META_FILE, WEIGHTS_FILE, BundleError, read_meta
 
 
 def test_encoders_return_normalised_float32(random_bundle: Path) -> None:
