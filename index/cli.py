@@ -12,8 +12,9 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
+from bundle.cli import OneLineParser, run_command, setup_logging
 from bundle.format import BundleError
 from index.errors import IndexStoreError
 from index.faiss_backend import KINDS, USE_GPU
@@ -24,17 +25,6 @@ if TYPE_CHECKING:
     from index.store import GalleryIndex
 
 log = logging.getLogger("index")
-
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Reports a bad argument in one line instead of the usage text plus the error."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"error: {message}\n")
 
 
 def _add_source(parser: argparse.ArgumentParser) -> None:
@@ -272,24 +262,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Our progress at INFO; libraries (open_clip narrates every load step) at WARNING.
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    try:
+    setup_logging(quiet=args.quiet)
+
+    def run() -> int:
         result = COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as err:
-        if not isinstance(err, _user_errors()):
-            raise
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return EXIT_ERROR
-    json.dump(result, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    return 0
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+
+    return run_command(run, _user_errors())

@@ -11,9 +11,9 @@ from bundle.encoders import Bundle
 from bundle.format import sha256_file
 from index.encode import encode_images
 from index.errors import ItemExistsError
+from index.gallery import GalleryIndex
 from index.gallery_sources import GalleryEntry
 from index.items import ItemMeta
-from index.store import GalleryIndex
 
 log = logging.getLogger(__name__)
 

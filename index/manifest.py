@@ -1,7 +1,7 @@
 """The SQLite manifest: faiss id ↔ image metadata, plus the committed generation.
 
 The manifest is the index's source of truth. One transaction that writes the rows together with
-the new generation number is the commit point of every change (see ``store.py``).
+the new generation number is the commit point of every change (see ``commit.py``).
 """
 
 from __future__ import annotations

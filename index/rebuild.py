@@ -1,19 +1,26 @@
-"""Re-encode an index's gallery with another bundle: same items and ids, new vectors."""
+"""Re-encode an index's gallery with another bundle: same items and ids, new vectors.
+
+It uses only the index's public API: :meth:`GalleryIndex.exclusive` holds the write lock for the
+whole re-encode (so no add or remove can slip in between reading the rows and replacing them),
+and the replacement is one new generation under the usual commit protocol.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from bundle.encoders import Bundle
 from index import faiss_backend
-from index.encode import encode_images
+from index.encode import EncodeResult, encode_images
 from index.errors import IndexStoreError
+from index.gallery import GalleryIndex
 from index.items import ItemMeta
 from index.manifest import Row
-from index.store import GalleryIndex, staging
+from index.publish import staging
 
 log = logging.getLogger(__name__)
 
@@ -35,70 +42,72 @@ def rebuild_index(
     """See :func:`index.store.rebuild`. Writers wait for the whole re-encode; readers do not."""
     source = GalleryIndex.open(path, use_gpu="never")
     try:
-        with source._writing() as snap:
-            new_kind = faiss_backend.check_kind(kind or snap.kind)
-            rows = source._manifest.rows()
+        with source.exclusive() as writer:
+            new_kind = faiss_backend.check_kind(kind or writer.kind)
+            rows = writer.rows()
             log.info("re-encoding %d images of %s with bundle %s", len(rows), path, bundle.path)
             encoded = encode_images(
                 bundle, [Path(r.item.source_path) for r in rows], batch_size, workers, progress
             )
-            kept_set = set(encoded.kept)
-            dropped = [r for n, r in enumerate(rows) if n not in kept_set]
-            if dropped and not drop_unreadable:
-                shown = "; ".join(f"{p}: {why}" for p, why in encoded.failures[:_SHOWN_FAILURES])
-                raise IndexStoreError(
-                    f"{len(dropped)} of {len(rows)} source images could not be read ({shown}); "
-                    "nothing was changed (pass drop_unreadable / --drop-unreadable to drop them)"
-                )
-            kept = [rows[n] for n in encoded.kept]
-            changed = [
-                (r.id, sha)
-                for r, sha in zip(kept, encoded.sha256, strict=True)
-                if sha != r.item.sha256
-            ]
-            if changed:
-                log.warning("%d source files changed since they were added", len(changed))
-            ids = np.array([r.id for r in kept], dtype=np.int64)
-            master = faiss_backend.build(new_kind, bundle.dim, encoded.vectors, ids)
-            labels = {r.id: (r.item.image_id, r.item.person_id) for r in kept}
-            meta = {"fingerprint": bundle.fingerprint, "dim": bundle.dim, "kind": new_kind}
+            kept, dropped = _kept_rows(rows, encoded, drop_unreadable)
             if out is None:
-                source._commit(
-                    snap,
-                    master,
-                    labels,
-                    deletes=[r.id for r in dropped],
-                    sha_updates=changed,
-                    meta=meta,
+                writer.replace_all(
+                    encoded.vectors,
+                    kept,
+                    fingerprint=bundle.fingerprint,
+                    dim=bundle.dim,
+                    kind=new_kind,
                 )
             else:
-                new_sha = dict(changed)
-                copies = [Row(r.id, _with_sha(r.item, new_sha.get(r.id))) for r in kept]
                 with staging(out) as tmp:
-                    target = GalleryIndex.create(
-                        tmp, bundle.fingerprint, bundle.dim, new_kind, "never"
-                    )
-                    try:
-                        with target._writing() as empty:
-                            target._commit(
-                                empty,
-                                master,
-                                labels,
-                                inserts=copies,
-                                meta={"next_id": snap.next_id},
-                            )
-                    finally:
-                        target.close()
+                    _write_copy(tmp, bundle, new_kind, encoded.vectors, kept, writer.next_id)
     finally:
         source.close()
     if dropped:
         log.warning("dropped %d unreadable items", len(dropped))
     result = out or path
-    log.info("rebuilt %s: %d items, bundle %s", result, len(ids), bundle.fingerprint[:12])
+    log.info("rebuilt %s: %d items, bundle %s", result, len(kept), bundle.fingerprint[:12])
     return GalleryIndex.open(result, bundle.fingerprint, bundle.dim, use_gpu)
 
 
-def _with_sha(item: ItemMeta, sha: str | None) -> ItemMeta:
-    if sha is None:
+def _kept_rows(
+    rows: list[Row], encoded: EncodeResult, drop_unreadable: bool
+) -> tuple[list[Row], list[Row]]:
+    """(rows re-encoded, with their sources' current sha256; rows whose source failed)."""
+    kept_set = set(encoded.kept)
+    dropped = [r for n, r in enumerate(rows) if n not in kept_set]
+    if dropped and not drop_unreadable:
+        shown = "; ".join(f"{p}: {why}" for p, why in encoded.failures[:_SHOWN_FAILURES])
+        raise IndexStoreError(
+            f"{len(dropped)} of {len(rows)} source images could not be read ({shown}); "
+            "nothing was changed (pass drop_unreadable / --drop-unreadable to drop them)"
+        )
+    kept = [rows[n] for n in encoded.kept]
+    changed = sum(sha != r.item.sha256 for r, sha in zip(kept, encoded.sha256, strict=True))
+    if changed:
+        log.warning("%d source files changed since they were added", changed)
+    return [
+        Row(r.id, _with_sha(r.item, sha)) for r, sha in zip(kept, encoded.sha256, strict=True)
+    ], dropped
+
+
+def _write_copy(
+    path: Path,
+    bundle: Bundle,
+    kind: str,
+    vectors: np.ndarray,
+    rows: Sequence[Row],
+    next_id: int,
+) -> None:
+    """A new index at ``path`` holding ``rows``; ids stay below the source's ``next_id``."""
+    target = GalleryIndex.create(path, bundle.fingerprint, bundle.dim, kind, "never")
+    try:
+        target.replace_all(vectors, rows, next_id=next_id)
+    finally:
+        target.close()
+
+
+def _with_sha(item: ItemMeta, sha: str) -> ItemMeta:
+    if sha == item.sha256:
         return item
     return ItemMeta(item.image_id, item.person_id, item.source_path, sha, item.added_at)

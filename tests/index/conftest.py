@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from index.items import ItemMeta
-from tests.helpers import make_random_bundle
+from support.builders import make_random_bundle
 
 
 @dataclass(frozen=True)

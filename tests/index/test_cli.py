@@ -126,7 +126,8 @@ def test_build_from_dataset_split(
 def test_entry_point(
     tmp_path: Path, random_bundle: Path, second_bundle: Path, bundle, gallery
 ) -> None:
-    """Through ``python -m index``: a search, then bad inputs (all run at once to save time)."""
+    """Through ``python -m index``: a search, then bad inputs (all run at once to save time),
+    each one ``error:`` line and exit code 2, the code every CLI of the project uses."""
     idx = tmp_path / "idx"
     with GalleryIndex.create(idx, bundle.fingerprint, bundle.dim) as index:
         index.add(gallery.vectors, gallery.items)
@@ -143,20 +144,20 @@ def test_entry_point(
         "no command": ((), 2, "required"),
         "unknown kind": (("build", "--bundle", random_bundle, "--images", images, "--out",
                           tmp_path / "x", "--kind", "lsh"), 2, "invalid choice"),
-        "missing index": (("info", tmp_path / "nowhere"), 1, "not a gallery index"),
-        "unknown id": (("remove", idx, gallery.items[0].image_id, "ghost"), 1,
+        "missing index": (("info", tmp_path / "nowhere"), 2, "not a gallery index"),
+        "unknown id": (("remove", idx, gallery.items[0].image_id, "ghost"), 2,
                        "not in the index: ghost"),
         "index exists": (("build", "--bundle", random_bundle, "--images", images, "--out", idx),
-                         1, "already holds an index"),
+                         2, "already holds an index"),
         "no images": (("build", "--bundle", random_bundle, "--images", images, "--out",
-                       tmp_path / "y"), 1, "no images"),
+                       tmp_path / "y"), 2, "no images"),
         "root without dataset": (("add", idx, "--bundle", random_bundle, "--images", images,
-                                  "--root", images), 1, "--root goes with --dataset"),
-        "bad k": (("search", idx, "--bundle", random_bundle, "--query", "x", "-k", "0"), 1,
+                                  "--root", images), 2, "--root goes with --dataset"),
+        "bad k": (("search", idx, "--bundle", random_bundle, "--query", "x", "-k", "0"), 2,
                   "-k must be"),
-        "other bundle": (("search", idx, "--bundle", second_bundle, "--query", "x"), 1,
+        "other bundle": (("search", idx, "--bundle", second_bundle, "--query", "x"), 2,
                          "was built with bundle"),
-        "not a bundle": (("add", idx, "--bundle", pictures, "--images", pictures), 1,
+        "not a bundle": (("add", idx, "--bundle", pictures, "--images", pictures), 2,
                          "is not a bundle"),
     }  # fmt: skip
     running = {name: _cli(*args) for name, (args, _, _) in cases.items()}

@@ -45,14 +45,14 @@ while True:
 CRASH_AT = """
 import os, sys
 from pathlib import Path
-from index import manifest, store
+from index import commit, manifest, store
 from tests.index.test_crash import item, vector
 
 index = store.GalleryIndex.open(Path(sys.argv[1]))
 if sys.argv[2] == "before_commit":
     manifest.Manifest.commit = lambda *a, **k: os._exit(3)
 else:
-    store.GalleryIndex._write_info_if_stale = lambda *a, **k: os._exit(3)
+    commit.write_info_if_stale = lambda *a, **k: os._exit(3)
 index.add([vector("crash")], [item("crash")])
 """
 

@@ -1,0 +1,303 @@
+"""The gallery index as callers see it: create or open a folder, then search, add and remove.
+
+Each piece of the work lives in its own module (``layout``, ``publish``, ``loading``,
+``commit``, ``gpu_copies``, ``inputs``, ``exclusive``); this class wires them together for one
+open index. It is thread-safe, and safe against writers in other processes: searches use an
+immutable snapshot of the last committed generation, writes go through the commit protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from index import faiss_backend
+from index.commit import Committer, RowChanges, WriterLock
+from index.errors import IndexStoreError
+from index.exclusive import ExclusiveWriter
+from index.gpu_copies import GpuCopies
+from index.inputs import as_matrix, check_item, check_normalised, plan_add
+from index.items import AddResult, Hit, ItemMeta
+from index.layout import FORMAT, VERSION, sweep, write_info_if_stale
+from index.loading import Expected, check_meta, load_committed
+from index.manifest import MANIFEST_FILE, Manifest, Row
+from index.publish import create_empty
+from index.snapshot import Labels, Snapshot, SnapshotSlot
+
+log = logging.getLogger(__name__)
+
+_PAGE = 1000
+
+
+class GalleryIndex:
+    """A persisted gallery index; thread-safe, and safe against writers in other processes."""
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: Manifest,
+        use_gpu: str,
+        fingerprint: str | None,
+        dim: int | None,
+        gpu_fp16: bool,
+    ) -> None:
+        self.path = path
+        self._manifest = manifest
+        self._expected = Expected(fingerprint, dim)
+        self._gpu = GpuCopies(use_gpu, gpu_fp16)
+        self._slot = SnapshotSlot(path)
+        self._lock = WriterLock(path)
+        self._committer = Committer(path, manifest, self._slot, self._snapshot)
+
+    # --- create / open / close --------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        fingerprint: str,
+        dim: int,
+        kind: str = "flat",
+        use_gpu: str = "auto",
+        *,
+        gpu_fp16: bool = False,
+    ) -> GalleryIndex:
+        """A new, empty index at ``path`` (absent or an empty folder)."""
+        path = Path(path)
+        faiss_backend.check_kind(kind)
+        faiss_backend.resolve_use_gpu(use_gpu, kind)
+        create_empty(path, fingerprint, dim, kind)
+        return cls.open(path, fingerprint, dim, use_gpu, gpu_fp16=gpu_fp16)
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        fingerprint: str | None = None,
+        dim: int | None = None,
+        use_gpu: str = "auto",
+        *,
+        gpu_fp16: bool = False,
+    ) -> GalleryIndex:
+        """Open an index; a ``fingerprint`` or ``dim`` given must match what it was built with."""
+        path = Path(path)
+        if not path.is_dir():
+            raise IndexStoreError(f"{path} is not a gallery index: no such folder")
+        manifest = Manifest.open(path / MANIFEST_FILE)
+        index = cls(path, manifest, use_gpu, fingerprint, dim, gpu_fp16)
+        try:
+            check_meta(path, manifest.meta(), index._expected)
+            index._gpu.check(manifest.meta()["kind"])
+            index._slot.install(index._load())
+            index._tidy_if_idle()
+        except BaseException:
+            index.close()
+            raise
+        return index
+
+    def close(self) -> None:
+        """Release files and GPU memory; searches already running finish on their snapshot."""
+        self._slot.clear()
+        self._manifest.close()
+        self._lock.close()
+        self._gpu.release()
+
+    def __enter__(self) -> GalleryIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """Top-k hits per query, best first, from one consistent committed generation."""
+        snap = self._current()
+        if isinstance(k, bool) or int(k) < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        q = as_matrix(queries, snap.dim, "queries")
+        if len(q) == 0:
+            return []
+        if snap.master.ntotal == 0:
+            return [[] for _ in range(len(q))]
+        scores, ids = self._gpu.search(snap, q, min(int(k), snap.master.ntotal))
+        labels = snap.labels
+        return [
+            [Hit(*labels[int(i)], float(s)) for s, i in zip(srow, irow, strict=True) if i >= 0]
+            for srow, irow in zip(scores, ids, strict=True)
+        ]
+
+    def get(self, image_id: str) -> ItemMeta | None:
+        """The manifest row for ``image_id`` (the latest commit, even from another process)."""
+        self._current()
+        return self._manifest.get(image_id)
+
+    def items(self) -> Iterator[ItemMeta]:
+        """Every item in faiss-id order, read a page at a time."""
+        self._current()
+        after = -1
+        while page := self._manifest.page(after, _PAGE):
+            for row in page:
+                yield row.item
+            after = page[-1].id
+
+    def stats(self) -> dict[str, Any]:
+        snap = self._current()
+        return {
+            "path": str(self.path),
+            "count": int(snap.master.ntotal),
+            "dim": snap.dim,
+            "fingerprint": snap.fingerprint,
+            "kind": snap.kind,
+            "format": FORMAT,
+            "version": VERSION,
+            "generation": snap.generation,
+            "gpu": snap.on_gpu,
+        }
+
+    def refresh(self) -> bool:
+        """Load a generation another process committed; return whether anything changed."""
+        snap = self._current()
+        if self._manifest.generation() == snap.generation:
+            return False
+        return self._slot.install(self._load())
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def plan_add(self, items: Sequence[ItemMeta]) -> tuple[list[int], dict[str, str]]:
+        """What :meth:`add` would do with ``items`` now, without encoding or writing anything:
+        (positions it would add, image_id → the item it duplicates). Lets a caller skip the
+        encoder for bytes the index already holds; :meth:`add` applies the same rule again
+        under its write lock, so a race between the two only costs an encode."""
+        for item in items:
+            check_item(item)
+        return plan_add(self._manifest, list(items))
+
+    def add(self, vectors: np.ndarray, items: Sequence[ItemMeta]) -> AddResult:
+        """Add items atomically and durably; files already present (same sha256) are skipped.
+
+        An image_id already taken by different bytes raises :class:`ItemExistsError` and nothing
+        is written.
+        """
+        items = list(items)
+        for item in items:
+            check_item(item)
+        with self._writing() as snap:
+            x = as_matrix(vectors, snap.dim, "vectors")
+            if len(x) != len(items):
+                raise IndexStoreError(f"{len(x)} vectors for {len(items)} items")
+            check_normalised(x)
+            keep, duplicates = plan_add(self._manifest, items)
+            if not keep:
+                return AddResult([], duplicates)
+            ids = np.arange(snap.next_id, snap.next_id + len(keep), dtype=np.int64)
+            master = faiss_backend.with_added(snap.master, snap.kind, x[keep], ids)
+            rows = [Row(int(i), items[j]) for i, j in zip(ids, keep, strict=True)]
+            labels = dict(snap.labels)
+            labels.update({r.id: (r.item.image_id, r.item.person_id) for r in rows})
+            meta = {"next_id": int(ids[-1]) + 1}
+            self._committer.commit(snap, master, labels, RowChanges(inserts=rows), meta)
+        log.info("added %d items (%d duplicates) to %s", len(keep), len(duplicates), self.path)
+        return AddResult([items[j].image_id for j in keep], duplicates)
+
+    def remove(self, image_ids: Sequence[str]) -> list[str]:
+        """Remove items atomically; return the ids that were present (unknown ids are ignored)."""
+        wanted = list(dict.fromkeys(image_ids))
+        with self._writing() as snap:
+            found = self._manifest.id_by_image_id(wanted)
+            if not found:
+                return []
+            gone = set(found.values())
+            master = faiss_backend.with_removed(snap.master, snap.kind, np.array(sorted(gone)))
+            labels = {i: v for i, v in snap.labels.items() if i not in gone}
+            self._committer.commit(snap, master, labels, RowChanges(deletes=sorted(gone)))
+        log.info("removed %d items from %s", len(found), self.path)
+        return [i for i in wanted if i in found]
+
+    @contextmanager
+    def exclusive(self) -> Iterator[ExclusiveWriter]:
+        """Be the one writer for the block, starting from the latest commit.
+
+        Other writers (threads and processes) wait until the block ends; searches go on. Read
+        the committed rows and commit their replacement through the writer it yields.
+        """
+        with self._writing() as snap:
+            writer = ExclusiveWriter(self._manifest, self._committer, snap)
+            try:
+                yield writer
+            finally:
+                writer.close()
+
+    def replace_all(
+        self,
+        vectors: np.ndarray,
+        rows: Sequence[Row],
+        *,
+        fingerprint: str | None = None,
+        dim: int | None = None,
+        kind: str | None = None,
+        next_id: int | None = None,
+    ) -> None:
+        """Commit a new generation holding exactly ``rows``; see
+        :meth:`ExclusiveWriter.replace_all`."""
+        with self.exclusive() as writer:
+            writer.replace_all(
+                vectors, rows, fingerprint=fingerprint, dim=dim, kind=kind, next_id=next_id
+            )
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _current(self) -> Snapshot:
+        return self._slot.current()
+
+    def _load(self) -> Snapshot:
+        committed = load_committed(self.path, self._manifest, self._expected)
+        return self._snapshot(
+            committed.meta, committed.generation, committed.master, committed.labels
+        )
+
+    def _snapshot(
+        self, meta: Mapping[str, Any], generation: int, master: faiss.Index, labels: Labels
+    ) -> Snapshot:
+        """The searchable form of a generation (with its GPU copy when searching on GPU)."""
+        kind = str(meta["kind"])
+        searcher, on_gpu = self._gpu.searcher(master, kind)
+        return Snapshot(
+            generation=generation,
+            fingerprint=str(meta["fingerprint"]),
+            dim=int(meta["dim"]),
+            kind=kind,
+            next_id=int(meta["next_id"]),
+            master=master,
+            searcher=searcher,
+            on_gpu=on_gpu,
+            labels=labels,
+        )
+
+    @contextmanager
+    def _writing(self) -> Iterator[Snapshot]:
+        """Be the one writer (threads and processes) and start from the latest commit."""
+        self._current()
+        with self._lock.hold():
+            snap = self._current()
+            if self._manifest.generation() != snap.generation:
+                self._slot.install(self._load())
+                snap = self._current()
+            sweep(self.path, snap.generation)
+            yield snap
+
+    def _tidy_if_idle(self) -> None:
+        """On open: if no writer is busy, remove leftovers of crashed writes, fix index.json."""
+        with self._lock.hold_if_free() as held:
+            if not held:
+                return
+            snap = self._current()
+            if self._manifest.generation() == snap.generation:
+                sweep(self.path, snap.generation)
+                write_info_if_stale(self.path, snap.info())

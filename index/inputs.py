@@ -1,0 +1,125 @@
+"""Checks on what callers hand the index, and the row changes a write makes, decided before
+anything is written: a refused write must leave no trace, so every refusal happens here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from index.commit import RowChanges
+from index.errors import IndexMismatchError, IndexStoreError, ItemExistsError
+from index.items import ItemMeta
+from index.manifest import Manifest, Row
+
+_NORM_TOLERANCE = 1e-2
+
+
+def as_matrix(values: np.ndarray, dim: int, what: str) -> np.ndarray:
+    """``values`` as a contiguous float32 (n, dim) matrix; a single vector is one row."""
+    x = np.asarray(values, dtype=np.float32)
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+    if x.ndim != 2 or (x.shape[1] != dim and x.size):
+        raise IndexMismatchError(
+            f"{what} have shape {tuple(np.shape(values))}; this index holds {dim}-dimensional "
+            "vectors (is the bundle the one the index was built with?)"
+        )
+    if not np.isfinite(x).all():
+        raise IndexStoreError(f"{what} contain NaN or infinite values")
+    return np.ascontiguousarray(x.reshape(-1, dim))
+
+
+def check_normalised(x: np.ndarray) -> None:
+    norms = np.linalg.norm(x, axis=1)
+    bad = np.flatnonzero(np.abs(norms - 1.0) > _NORM_TOLERANCE)
+    if len(bad):
+        raise IndexStoreError(
+            f"vectors must be L2-normalised: row {bad[0]} has norm {norms[bad[0]]:.4f}"
+        )
+
+
+def check_item(item: ItemMeta) -> None:
+    if not isinstance(item, ItemMeta):
+        raise IndexStoreError(f"items must be ItemMeta, got {type(item).__name__}")
+    if not isinstance(item.image_id, str) or not item.image_id:
+        raise IndexStoreError(f"image_id must be a non-empty string, got {item.image_id!r}")
+    if not isinstance(item.sha256, str) or not item.sha256:
+        raise IndexStoreError(f"item {item.image_id!r} has no sha256")
+    if item.person_id is not None and not isinstance(item.person_id, str):
+        raise IndexStoreError(f"item {item.image_id!r}: person_id must be a string or None")
+
+
+def check_rows(rows: Sequence[Row]) -> None:
+    """Rows of a whole generation: valid items under distinct non-negative integer ids."""
+    seen: set[int] = set()
+    for row in rows:
+        if not isinstance(row, Row):
+            raise IndexStoreError(f"rows must be Row, got {type(row).__name__}")
+        if isinstance(row.id, bool) or not isinstance(row.id, int) or row.id < 0:
+            raise IndexStoreError(f"row ids must be non-negative integers, got {row.id!r}")
+        if row.id in seen:
+            raise IndexStoreError(f"row id {row.id} is listed twice")
+        seen.add(row.id)
+        check_item(row.item)
+
+
+def plan_add(manifest: Manifest, items: list[ItemMeta]) -> tuple[list[int], dict[str, str]]:
+    """Which items to add, and which are duplicates of what (in the index or this batch)."""
+    taken = manifest.sha_by_image_id([i.image_id for i in items])
+    owners = manifest.image_id_by_sha([i.sha256 for i in items])
+    keep: list[int] = []
+    duplicates: dict[str, str] = {}
+    batch: set[str] = set()
+    for n, item in enumerate(items):
+        if item.image_id in batch and taken[item.image_id] == item.sha256:
+            continue  # listed twice in this batch: one copy is enough, nothing to report
+        if item.image_id in taken:
+            if taken[item.image_id] != item.sha256:
+                raise ItemExistsError(
+                    f"image_id {item.image_id!r} is already taken by different content; "
+                    "remove it first or choose another id (nothing was added)"
+                )
+            duplicates[item.image_id] = item.image_id
+        elif item.sha256 in owners:
+            duplicates[item.image_id] = owners[item.sha256]
+        else:
+            keep.append(n)
+            batch.add(item.image_id)
+            taken[item.image_id] = item.sha256
+            owners[item.sha256] = item.image_id
+    return keep, duplicates
+
+
+def plan_replacement(current: Sequence[Row], new: Sequence[Row]) -> RowChanges:
+    """The fewest row changes that turn ``current`` into ``new``, matched by id.
+
+    A row whose item differs only in sha256 is updated in place; one that differs otherwise is
+    deleted and inserted again; rows missing from ``new`` are deleted.
+    """
+    before = {row.id: row.item for row in current}
+    after = {row.id for row in new}
+    deletes = [i for i in sorted(before) if i not in after]
+    sha_updates: list[tuple[int, str]] = []
+    inserts: list[Row] = []
+    for row in sorted(new, key=lambda r: r.id):
+        old = before.get(row.id)
+        if old == row.item:
+            continue
+        if old is not None and _same_but_sha(old, row.item):
+            sha_updates.append((row.id, row.item.sha256))
+            continue
+        if old is not None:
+            deletes.append(row.id)
+        inserts.append(row)
+    return RowChanges(deletes=sorted(deletes), sha_updates=sha_updates, inserts=inserts)
+
+
+def _same_but_sha(a: ItemMeta, b: ItemMeta) -> bool:
+    return (a.image_id, a.person_id, a.source_path, a.added_at) == (
+        b.image_id,
+        b.person_id,
+        b.source_path,
+        b.added_at,
+    )
