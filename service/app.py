@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
 from starlette.types import Scope
 
 from index.errors import IndexStoreError
@@ -68,7 +69,8 @@ async def _refresh_loop(app: FastAPI, every_s: float) -> None:
             return
         try:
             if await asyncio.to_thread(runtime.index.refresh):
-                log.info("index refreshed: %d images", runtime.index.stats()["count"])
+                stats = await asyncio.to_thread(runtime.index.stats)
+                log.info("index refreshed: %d images", stats["count"])
         except IndexStoreError as err:
             log.warning("index refresh failed (still serving the last good state): %s", err)
 
@@ -94,7 +96,7 @@ def _bind_gauges(app: FastAPI, metrics: Metrics) -> None:
     metrics.gauge(
         "tps_query_queue_depth",
         "Queries waiting for or inside the encoder and index.",
-        lambda: runtime_value(lambda r: r.queries.depth),
+        lambda: runtime_value(lambda r: r.searcher.depth),
     )
 
 
@@ -119,7 +121,7 @@ async def _index_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the model and index load in the background once it starts serving."""
     settings = settings or Settings()  # type: ignore[call-arg]  # fields come from TPS_* env
-    metrics = Metrics()
+    metrics = Metrics(CollectorRegistry())  # this app's own, never prometheus_client's global
     app = FastAPI(
         title="Text-to-person search",
         version="1.0",

@@ -1,9 +1,12 @@
 """Adding uploaded images to the gallery: all files of a request, or none of them.
 
-Order of work: check every file (decode fully) → encode all → write the files → one atomic
-index add. A failure before the index add removes the files this request created, so a failed
-upload leaves neither a file nor an index row behind; a process killed in between leaves files
-no item names, which the next start removes (see service/storage.py).
+Order of work: check every file (decode fully) → settle duplicates and id conflicts by content
+hash, within the request and against the index, by the index's own rule (like the CLI's ingest,
+which settles re-added files before its encoder runs) → encode only what is new → write its
+files → one atomic index add. A duplicate is neither encoded nor written. A failure before the
+index add removes the files this request created, so a failed upload leaves neither a file nor an
+index row behind; a process killed in between leaves files no item names, which the next start
+removes (see service/storage.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from index.items import ItemMeta
+from index.store import GalleryIndex
 from service.images import CheckedImage, ImageRejectedError, check_image
 from service.runtime import Runtime
 from service.schemas import IMAGE_ID_REGEX, PERSON_ID_REGEX
@@ -39,10 +43,14 @@ class Upload:
     data: bytes
 
 
+DuplicateRow = tuple[str, str, str]  # (requested id, existing id, sha256)
+Pending = tuple[CheckedImage, str]  # a checked upload and the image_id it is to get
+
+
 @dataclass(frozen=True)
 class IngestResult:
     added: list[ItemMeta]
-    duplicates: list[tuple[str, str, str]]  # (requested id, existing id, sha256)
+    duplicates: list[DuplicateRow]
 
 
 def validate_ids(count: int, image_id: str | None, person_id: str | None) -> None:
@@ -109,36 +117,66 @@ def _write_and_add(
     return IngestResult([by_id[i] for i in outcome.added], duplicates)
 
 
+def _split_repeats(
+    images: list[CheckedImage], image_id: str | None
+) -> tuple[list[Pending], list[DuplicateRow]]:
+    """Same bytes twice in one request: keep the first, report the rest as its duplicates."""
+    first_by_sha: dict[str, str] = {}
+    unique: list[Pending] = []
+    repeats: list[DuplicateRow] = []
+    for img in images:
+        new_id = image_id or img.sha256[:GENERATED_ID_CHARS]
+        if img.sha256 in first_by_sha:
+            repeats.append((new_id, first_by_sha[img.sha256], img.sha256))
+            continue
+        first_by_sha[img.sha256] = new_id
+        unique.append((img, new_id))
+    return unique, repeats
+
+
+def settle_known(
+    index: GalleryIndex, pending: list[Pending]
+) -> tuple[list[Pending], list[DuplicateRow]]:
+    """Settle what the index already holds before the encoder runs (hashing is far cheaper than
+    encoding), by the rule the index's add applies (GalleryIndex.plan_add): an id already indexed
+    with the same bytes is a duplicate of itself, with other bytes a conflict
+    (:class:`ItemExistsError`, nothing added); bytes already indexed under another id are a
+    duplicate of that item. Returns (still to add, duplicates). Blocking (SQLite)."""
+    provisional = [ItemMeta(new_id, None, "", img.sha256, 0.0) for img, new_id in pending]
+    keep, duplicates = index.plan_add(provisional)
+    sha_of = {new_id: img.sha256 for img, new_id in pending}
+    known = [(new_id, old_id, sha_of[new_id]) for new_id, old_id in duplicates.items()]
+    return [pending[n] for n in keep], known
+
+
+async def _add_new(runtime: Runtime, todo: list[Pending], person_id: str | None) -> IngestResult:
+    """Encode, then write the files and add them to the index under the write lock."""
+    if not todo:
+        return IngestResult([], [])
+    images = [img for img, _ in todo]
+    vectors = await asyncio.to_thread(_encode, runtime, images)
+    async with runtime.write_lock:
+        return await asyncio.to_thread(
+            _write_and_add, runtime, images, vectors, [i for _, i in todo], person_id
+        )
+
+
 async def ingest(
     runtime: Runtime, uploads: list[Upload], image_id: str | None, person_id: str | None
 ) -> IngestResult:
     s = runtime.settings
     validate_ids(len(uploads), image_id, person_id)
     images = await asyncio.to_thread(check_all, uploads, s.max_pixels, s.max_image_side)
-    # Same bytes twice in one request: keep the first, report the rest as its duplicates.
-    first_by_sha: dict[str, int] = {}
-    unique, repeats = [], []
-    for img in images:
-        new_id = image_id or img.sha256[:GENERATED_ID_CHARS]
-        if img.sha256 in first_by_sha:
-            repeats.append((new_id, unique[first_by_sha[img.sha256]][1], img.sha256))
-            continue
-        first_by_sha[img.sha256] = len(unique)
-        unique.append((img, new_id))
-    vectors = await asyncio.to_thread(_encode, runtime, [img for img, _ in unique])
-    async with runtime.write_lock:
-        result = await asyncio.to_thread(
-            _write_and_add,
-            runtime,
-            [img for img, _ in unique],
-            vectors,
-            [i for _, i in unique],
-            person_id,
-        )
+    unique, repeats = _split_repeats(images, image_id)
+    todo, known = await asyncio.to_thread(settle_known, runtime.index, unique)
+    # The index still dedupes at the add, for bytes another writer added in the meantime.
+    result = await _add_new(runtime, todo, person_id)
+    order = {new_id: n for n, (_, new_id) in enumerate(unique)}
+    duplicates = sorted(known + result.duplicates, key=lambda d: order[d[0]])
     # A repeat of a file that was itself a duplicate points at the item that really exists.
-    existing = {new: old for new, old, _ in result.duplicates}
+    existing = {new: old for new, old, _ in duplicates}
     repeats = [(new, existing.get(first, first), sha) for new, first, sha in repeats]
-    return IngestResult(result.added, result.duplicates + repeats)
+    return IngestResult(result.added, duplicates + repeats)
 
 
 async def remove(runtime: Runtime, image_id: str) -> bool:

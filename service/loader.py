@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from service.metrics import Metrics
 from service.runtime import Runtime, StartupError, load_runtime, warm_up
@@ -51,15 +53,16 @@ class Loader:
             self._fail(f"{type(err).__name__}: {err}")
             return None
         try:
-            await runtime.queries.start()
+            await runtime.searcher.start()
             await warm_up(runtime)
+            stats = await asyncio.to_thread(runtime.index.stats)
         except Exception as err:
             log.exception("warm-up failed")
             await close_runtime(runtime)
             self._fail(f"warm-up failed: {type(err).__name__}: {err}")
             return None
         self.state = "ready"
-        _log_ready(runtime, time.perf_counter() - started)
+        _log_ready(runtime, stats, time.perf_counter() - started)
         return runtime
 
     def _fail(self, message: str) -> None:
@@ -71,20 +74,20 @@ class Loader:
 
 
 def _close_when_loaded(job: asyncio.Future) -> None:
+    """Runs on the event loop, so the blocking close goes to a thread of its own (not the
+    loop's executor, which may be shutting down with the loop)."""
     if not job.cancelled() and job.exception() is None:
-        job.result().index.close()
-        job.result().images.close()
+        runtime: Runtime = job.result()
+        threading.Thread(target=runtime.close_files, name="close-runtime").start()
 
 
 async def close_runtime(runtime: Runtime) -> None:
-    await runtime.queries.stop()
-    runtime.index.close()
-    runtime.images.close()
+    await runtime.searcher.stop()
+    await asyncio.to_thread(runtime.close_files)
 
 
-def _log_ready(runtime: Runtime, seconds: float) -> None:
+def _log_ready(runtime: Runtime, stats: dict[str, Any], seconds: float) -> None:
     s = runtime.settings
-    stats = runtime.index.stats()
     batching = (
         f"on (up to {s.batch_max_size} queries, {s.batch_max_wait_ms:g} ms window)"
         if s.batching

@@ -40,7 +40,7 @@ class BodyLimitMiddleware:
         limit = self.limit_for(scope)
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            self.metrics.rejected.inc(reason="body_too_large")
+            self.metrics.rejected.labels(reason="body_too_large").inc()
             response = JSONResponse(
                 {"detail": too_large_message(limit, int(declared))},
                 status_code=413,
@@ -58,7 +58,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request" and not response_started:
                 received += len(message.get("body", b""))
                 if received > limit:
-                    self.metrics.rejected.inc(reason="body_too_large")
+                    self.metrics.rejected.labels(reason="body_too_large").inc()
                     raise HTTPException(413, too_large_message(limit))
             return message
 
@@ -98,5 +98,6 @@ class MetricsMiddleware:
             route = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
-            self.metrics.latency.observe(time.perf_counter() - started, method=method, route=name)
-            self.metrics.requests.inc(method=method, route=name, status=str(status))
+            elapsed = time.perf_counter() - started
+            self.metrics.latency.labels(method=method, route=name).observe(elapsed)
+            self.metrics.requests.labels(method=method, route=name, status=str(status)).inc()

@@ -1,8 +1,13 @@
-"""Text queries against the gallery: encode and search a whole batch of queries at once.
+"""Text queries against the gallery: one :class:`Searcher` owns query → encode → search → widen.
 
 Queries from concurrent requests meet in the batcher (service/batching.py); one call of
 :class:`BatchSearch` then encodes all their texts in one encoder call and searches all vectors
-in one index call, which is where both the encoder and FAISS are fastest per query.
+in one index call, which is where both the encoder and FAISS are fastest per query. When
+``unique_persons`` keeps fewer persons than asked for, the searcher widens: it asks the index for
+more hits of the same vector until enough persons are found.
+
+The runtime (service/runtime.py) holds one searcher. Nothing here knows the runtime, so the two
+modules never import each other.
 """
 
 from __future__ import annotations
@@ -16,16 +21,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from index.items import Hit
+from service.batching import Batcher, make_batcher
+from service.metrics import Metrics
+from service.settings import Settings
 
 if TYPE_CHECKING:
     from bundle.encoders import Bundle
     from index.store import GalleryIndex
-    from service.metrics import Metrics
-    from service.runtime import Runtime
 
 # unique_persons over-fetches images and keeps one per person; the GPU index caps k at 2048.
 MAX_FETCH = 2048
 OVERFETCH = 4
+WARM_UP_QUERY = "a person walking"
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ class BatchSearch:
         vectors = self.bundle.encode_text([job.text for job in jobs])
         encoded = time.perf_counter()
         found = self.index.search(vectors, max(job.k for job in jobs))
-        self.metrics.encode.observe(encoded - started, kind="text")
+        self.metrics.encode.labels(kind="text").observe(encoded - started)
         self.metrics.search.observe(time.perf_counter() - encoded)
         return [
             QueryAnswer(v, hits[: job.k]) for v, hits, job in zip(vectors, found, jobs, strict=True)
@@ -82,33 +89,75 @@ def best_per_person(hits: Sequence[Hit], k: int) -> list[Hit]:
     return kept
 
 
-def _widen(runtime: Runtime, vector: np.ndarray, top_k: int, fetched: int) -> list[Hit]:
-    """Search deeper until ``top_k`` persons are found or the fetch cap is reached (rare: only
-    when a few persons own most of the top images)."""
-    cap = min(int(runtime.index.stats()["count"]), MAX_FETCH)
-    fetch = fetched
-    while True:
-        fetch = min(cap, fetch * OVERFETCH)
-        hits = runtime.search_now(vector[None, :], fetch)[0]
-        kept = best_per_person(hits, top_k)
-        if len(kept) == top_k or len(hits) < fetch or fetch >= cap:
-            return kept
+def query_batcher(fn: BatchSearch, settings: Settings, metrics: Metrics) -> Batcher:
+    """Cross-request batching as the settings say (or one call per request when it is off)."""
+    return make_batcher(
+        fn,
+        enabled=settings.batching,
+        max_size=settings.batch_max_size,
+        max_wait_s=settings.batch_max_wait_ms / 1000.0,
+        queue_size=settings.batch_queue_size,
+        on_batch=lambda size, _seconds: metrics.batch_size.observe(size),
+    )
 
 
-async def run_queries(
-    runtime: Runtime, texts: list[str], top_k: int, unique_persons: bool
-) -> list[QueryOutcome]:
-    context = runtime.bundle.meta.context_length
-    truncated = [runtime.bundle.token_count(t) > context for t in texts]
-    fetch = min(MAX_FETCH, top_k * OVERFETCH) if unique_persons else top_k
-    answers = await runtime.queries.submit([QueryJob(t, fetch) for t in texts])
-    outcomes = []
-    for answer, cut in zip(answers, truncated, strict=True):
-        hits = answer.hits
-        if unique_persons:
+class Searcher:
+    """Answers text queries: batches them, encodes, searches, and widens for unique persons."""
+
+    def __init__(
+        self, bundle: Bundle, index: GalleryIndex, metrics: Metrics, settings: Settings
+    ) -> None:
+        self.bundle = bundle
+        self.index = index
+        self.metrics = metrics
+        self.batcher = query_batcher(BatchSearch(bundle, index, metrics), settings, metrics)
+
+    @property
+    def depth(self) -> int:
+        """Queries waiting for or inside the encoder and index."""
+        return self.batcher.depth
+
+    async def start(self) -> None:
+        await self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+
+    async def warm_up(self) -> None:
+        """One query through the whole path, so the first user query pays no setup cost."""
+        await self.batcher.submit([QueryJob(WARM_UP_QUERY, 1)])
+
+    async def run(self, texts: list[str], top_k: int, unique_persons: bool) -> list[QueryOutcome]:
+        """Best hits per text, in order; raises the batcher's QueueFullError when it is full."""
+        context = self.bundle.meta.context_length
+        truncated = [self.bundle.token_count(t) > context for t in texts]
+        fetch = min(MAX_FETCH, top_k * OVERFETCH) if unique_persons else top_k
+        answers = await self.batcher.submit([QueryJob(t, fetch) for t in texts])
+        outcomes = []
+        for answer, cut in zip(answers, truncated, strict=True):
+            hits = answer.hits
+            if unique_persons:
+                hits = best_per_person(answer.hits, top_k)
+                if len(hits) < top_k and len(answer.hits) == fetch:
+                    hits = await asyncio.to_thread(self.widen, answer.vector, top_k, fetch)
+            outcomes.append(QueryOutcome(hits, cut))
+        return outcomes
+
+    def search_now(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
+        """One index search outside the batcher (blocking: call it from a worker thread)."""
+        started = time.perf_counter()
+        hits = self.index.search(vectors, k)
+        self.metrics.search.observe(time.perf_counter() - started)
+        return hits
+
+    def widen(self, vector: np.ndarray, top_k: int, fetched: int) -> list[Hit]:
+        """Search deeper until ``top_k`` persons are found or the fetch cap is reached (rare:
+        only when a few persons own most of the top images). Blocking: run it in a thread."""
+        cap = min(int(self.index.stats()["count"]), MAX_FETCH)
+        fetch = fetched
+        while True:
+            fetch = min(cap, fetch * OVERFETCH)
+            hits = self.search_now(vector[None, :], fetch)[0]
             kept = best_per_person(hits, top_k)
-            if len(kept) < top_k and len(hits) == fetch:
-                kept = await asyncio.to_thread(_widen, runtime, answer.vector, top_k, fetch)
-            hits = kept
-        outcomes.append(QueryOutcome(hits, cut))
-    return outcomes
+            if len(kept) == top_k or len(hits) < fetch or fetch >= cap:
+                return kept

@@ -1,7 +1,8 @@
-"""What a running service holds: the bundle, the index, the query batcher, the image files.
+"""What a running service holds: the bundle, the index, the searcher, the image files.
 
 Built by the app's lifespan and kept on ``app.state.runtime``; loading and warming happen here so
-the routes only ever see a ready runtime.
+the routes only ever see a ready runtime. Text queries go through the runtime's one
+:class:`~service.query.Searcher`, which owns their whole path (service/query.py).
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from bundle.encoders import Bundle
 from bundle.format import BundleError, read_meta
 from index.errors import IndexMismatchError, IndexStoreError
 from index.store import GalleryIndex
-from service.batching import Batcher, make_batcher
 from service.metrics import Metrics
-from service.query import BatchSearch, QueryJob
+from service.query import Searcher
 from service.settings import Settings
 from service.storage import ImageStore
 from service.thumbnails import ThumbnailCache
@@ -38,7 +38,7 @@ class Runtime:
     settings: Settings
     bundle: Bundle
     index: GalleryIndex
-    queries: Batcher  # cross-request batches of encode + search
+    searcher: Searcher  # text queries: cross-request batches of encode + search, and widening
     images: ImageStore
     metrics: Metrics
     thumbnails: ThumbnailCache = field(default_factory=ThumbnailCache)
@@ -49,20 +49,20 @@ class Runtime:
     def fingerprint(self) -> str:
         return self.bundle.fingerprint
 
+    def close_files(self) -> None:
+        """Release the index and the image folder. Blocking (closing SQLite may checkpoint its
+        log to disk): call it from a worker thread, never on the event loop."""
+        self.index.close()
+        self.images.close()
+
     def encode_images_now(self, tensors: list[torch.Tensor], batch: int = 32) -> np.ndarray:
         started = time.perf_counter()
         parts = [
             self.bundle.encode_images(torch.stack(tensors[i : i + batch]))
             for i in range(0, len(tensors), batch)
         ]
-        self.metrics.encode.observe(time.perf_counter() - started, kind="image")
+        self.metrics.encode.labels(kind="image").observe(time.perf_counter() - started)
         return np.concatenate(parts, axis=0) if parts else np.zeros((0, self.bundle.dim), "f4")
-
-    def search_now(self, vectors: np.ndarray, k: int):
-        started = time.perf_counter()
-        hits = self.index.search(vectors, k)
-        self.metrics.search.observe(time.perf_counter() - started)
-        return hits
 
 
 def _load_bundle(settings: Settings) -> Bundle:
@@ -123,7 +123,7 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         settings=settings,
         bundle=bundle,
         index=index,
-        queries=_query_batcher(settings, metrics, bundle, index),
+        searcher=Searcher(bundle, index, metrics, settings),
         images=images,
         metrics=metrics,
     )
@@ -142,21 +142,8 @@ def _sweep_orphans(images: ImageStore, index: GalleryIndex) -> None:
         log.warning("removed %d file(s) of interrupted writes from %s", len(removed), images.root)
 
 
-def _query_batcher(
-    settings: Settings, metrics: Metrics, bundle: Bundle, index: GalleryIndex
-) -> Batcher:
-    return make_batcher(
-        BatchSearch(bundle, index, metrics),
-        enabled=settings.batching,
-        max_size=settings.batch_max_size,
-        max_wait_s=settings.batch_max_wait_ms / 1000.0,
-        queue_size=settings.batch_queue_size,
-        on_batch=lambda size, _seconds: metrics.batch_size.observe(size),
-    )
-
-
 async def warm_up(runtime: Runtime) -> None:
     """One query and one image encode, so the first user request pays no setup cost."""
-    await runtime.queries.submit([QueryJob("a person walking", 1)])
+    await runtime.searcher.warm_up()
     h, w = runtime.bundle.meta.image_size
     await asyncio.to_thread(runtime.encode_images_now, [torch.zeros(3, int(h), int(w))])

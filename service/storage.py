@@ -5,6 +5,9 @@ and removes the file after. A process killed in between leaves a file that no in
 (an orphan: never served, since only files the index lists are). Writers hold a shared lock on
 the store's folder from the first file to the commit, so :meth:`ImageStore.sweep`, run at
 start-up under the exclusive lock, can tell such orphans from a write still in progress.
+
+Files and folders get the modes the index's own get (bundle/fsio.py): 0o666 and 0o777 less the
+process umask, so whoever may read the index may read its images too.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from bundle.fsio import fsync_dir
 
 _SHARD = re.compile(r"^[0-9a-f]{2}$")
 _STORED = re.compile(r"^([0-9a-f]{64})\.[a-z]+$")
@@ -78,7 +83,7 @@ class ImageStore:
             for path in doomed:
                 path.unlink(missing_ok=True)
             for shard in {path.parent for path in doomed}:
-                _fsync_dir(shard)
+                fsync_dir(shard)
             return doomed
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -95,7 +100,7 @@ class ImageStore:
         if path.is_file():
             return path, False
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-", suffix=".part")
+        fd, tmp = _new_partial(path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -103,9 +108,9 @@ class ImageStore:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return path, True
 
     def owns(self, path: Path) -> bool:
@@ -125,9 +130,14 @@ class ImageStore:
         return True
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _new_partial(folder: Path) -> tuple[int, Path]:
+    """A fresh ``.upload-*.part`` file (the name the sweep knows), opened for writing, with the
+    mode bundle.fsio.temp_sibling gives the index's files: ``mkstemp``'s 0600 would hide the
+    images from a reader the index's files are open to (a backup, a server run as another user)."""
+    for _ in range(100):
+        tmp = folder / f".upload-{secrets.token_hex(8)}.part"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")

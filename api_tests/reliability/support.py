@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from api_tests.server import ServiceProcess
+from support.server import ServiceProcess
 
 _STORED = re.compile(r"^([0-9a-f]{64})\.[a-z]+$")
 
@@ -111,7 +111,7 @@ def peak_rss_kib(pid: int) -> int:
 def requests_by_status(metrics_text: str) -> dict[str, int]:
     """Total HTTP requests per status code, from the server's own Prometheus counter."""
     totals: dict[str, int] = {}
-    pattern = re.compile(r'^tps_http_requests_total\{[^}]*status="(\d+)"\} (\d+)', re.M)
+    pattern = re.compile(r'^tps_http_requests_total\{[^}]*status="(\d+)"\} (\S+)$', re.M)
     for status, count in pattern.findall(metrics_text):
-        totals[status] = totals.get(status, 0) + int(count)
+        totals[status] = totals.get(status, 0) + int(float(count))  # "3.0" from prometheus_client
     return totals

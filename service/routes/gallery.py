@@ -1,8 +1,12 @@
-"""The gallery: add images (multipart upload), read their metadata and pixels, delete them."""
+"""The gallery: add images (multipart upload), read their metadata and pixels, delete them.
+
+The reads are plain ``def`` routes: FastAPI runs them in its threadpool, so their manifest look-ups
+(SQLite) and file reads never block the event loop. The writes are ``async`` for the multipart
+parsing and hand every index and file call to a worker thread (service/ingest.py).
+"""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -13,6 +17,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.errors import ItemExistsError
+from index.items import ItemMeta
 from service.deps import RuntimeDep
 from service.images import IMAGE_MEDIA_TYPES, ImageRejectedError, media_type, thumbnail
 from service.ingest import Upload, UploadError, ingest, remove
@@ -139,7 +144,7 @@ async def upload(request: Request, runtime: RuntimeDep) -> JSONResponse:
     try:
         result = await ingest(runtime, uploads, image_id, person_id)
     except UploadError as err:
-        runtime.metrics.rejected.inc(reason=f"upload_{err.status}")
+        runtime.metrics.rejected.labels(reason=f"upload_{err.status}").inc()
         raise HTTPException(err.status, err.message) from None
     except ItemExistsError as err:
         raise HTTPException(status.HTTP_409_CONFLICT, str(err)) from None
@@ -156,7 +161,7 @@ async def upload(request: Request, runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=code)
 
 
-def _item_or_404(runtime: Runtime, image_id: str):
+def _item_or_404(runtime: Runtime, image_id: str) -> ItemMeta:
     item = runtime.index.get(image_id)
     if item is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery image with id {image_id!r}")
@@ -185,7 +190,7 @@ def _image_url(request: Request, image_id: str) -> str:
     response_class=Response,
     dependencies=[Depends(require_read_key)],
 )
-async def gallery_image(
+def gallery_image(
     request: Request,
     image_id: str,
     runtime: RuntimeDep,
@@ -214,7 +219,7 @@ async def gallery_image(
     data = runtime.thumbnails.get(item.sha256, side)
     if data is None:
         try:
-            data = await asyncio.to_thread(thumbnail, path, side, runtime.settings.max_pixels)
+            data = thumbnail(path, side, runtime.settings.max_pixels)
         except ImageRejectedError as err:
             raise HTTPException(err.status, err.message) from None
         runtime.thumbnails.put(item.sha256, side, data)
@@ -228,7 +233,7 @@ async def gallery_image(
     responses={404: {"model": ErrorResponse}} | NOT_READY,
     dependencies=[Depends(require_read_key)],
 )
-async def gallery_item(request: Request, image_id: str, runtime: RuntimeDep) -> GalleryItemDetail:
+def gallery_item(request: Request, image_id: str, runtime: RuntimeDep) -> GalleryItemDetail:
     item = _item_or_404(runtime, image_id)
     url = _image_url(request, item.image_id)
     return GalleryItemDetail(

@@ -1,4 +1,8 @@
-"""Liveness, readiness, metrics and a description of what is being served."""
+"""Liveness, readiness, metrics and a description of what is being served.
+
+Routes that read the index (its stats, also behind the metrics' gauges) are plain ``def``: FastAPI
+runs them in its threadpool, so a slow read never holds up the event loop.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from service.deps import RuntimeDep
+from service.metrics import CONTENT_TYPE
 from service.schemas import ErrorResponse, Health, Readiness, ServiceInfo
 from service.security import require_read_key
 
 router = APIRouter(tags=["health"])
 
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE  # the Prometheus text format, version 0.0.4
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
@@ -39,7 +44,7 @@ async def readyz(request: Request) -> JSONResponse:
     response_class=PlainTextResponse,
     responses={200: {"content": {PROMETHEUS_CONTENT_TYPE: {}}}},
 )
-async def metrics(request: Request) -> Response:
+def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
 
 
@@ -50,7 +55,7 @@ async def metrics(request: Request) -> Response:
     responses={503: {"model": ErrorResponse, "description": "Model and index are still loading."}},
     dependencies=[Depends(require_read_key)],
 )
-async def info(runtime: RuntimeDep) -> ServiceInfo:
+def info(runtime: RuntimeDep) -> ServiceInfo:
     s = runtime.settings
     stats = runtime.index.stats()
     return ServiceInfo(

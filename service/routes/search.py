@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 
 from service.batching import BatcherClosedError, QueueFullError
 from service.deps import RuntimeDep
-from service.query import QueryOutcome, run_queries
+from service.query import QueryOutcome
 from service.runtime import Runtime
 from service.schemas import (
     BatchSearchRequest,
@@ -54,9 +54,9 @@ def check_limits(runtime: Runtime, queries: list[str], top_k: int, field: str) -
 
 async def _run(runtime: Runtime, queries: list[str], top_k: int, unique: bool):
     try:
-        return await run_queries(runtime, queries, top_k, unique)
+        return await runtime.searcher.run(queries, top_k, unique)
     except QueueFullError as err:
-        runtime.metrics.rejected.inc(reason="queue_full")
+        runtime.metrics.rejected.labels(reason="queue_full").inc()
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS, str(err), headers={"Retry-After": "1"}
         ) from None

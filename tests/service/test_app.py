@@ -141,7 +141,7 @@ def test_full_encoder_queue_is_429(client: TestClient, monkeypatch: pytest.Monke
     async def full(texts):
         raise QueueFullError("the query queue is full (256 of 256 waiting); retry shortly")
 
-    monkeypatch.setattr(client.app.state.runtime.queries, "submit", full)
+    monkeypatch.setattr(client.app.state.runtime.searcher.batcher, "submit", full)
     reply = client.post("/v1/search", json={"query": "a person"})
     assert reply.status_code == 429
     assert reply.headers["retry-after"] == "1" and "queue is full" in reply.json()["detail"]
@@ -270,12 +270,12 @@ def test_concurrent_requests_share_encoder_calls(make_settings) -> None:
     app = create_app(make_settings(batch_max_wait_ms=100))
     with TestClient(app) as c:
         wait_ready(c)
-        calls_before = app.state.metrics.batch_size.count()
+        calls_before = app.state.metrics.value("tps_query_batch_size_count")
         queries = [f"a person with a {colour} bag" for colour in ("red", "blue", "green") * 4]
         with ThreadPoolExecutor(len(queries)) as pool:
             replies = list(pool.map(lambda q: c.post("/v1/search", json={"query": q}), queries))
         assert all(r.status_code == 200 for r in replies)
-        calls = app.state.metrics.batch_size.count() - calls_before
+        calls = app.state.metrics.value("tps_query_batch_size_count") - calls_before
         assert 1 <= calls < len(queries)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.service.support import KEY, count, jpeg, png_header_only
@@ -64,6 +66,68 @@ def test_duplicates_are_reported_not_added(client: TestClient) -> None:
     assert same.json()["duplicates"][0]["existing_image_id"] == "p0020/p0020_01.jpg"
     assert count(client) == 16 and len(stored_files(client)) == 1
     client.delete(f"/v1/gallery/{image_id}", headers=KEY)
+
+
+@pytest.fixture
+def encoded(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Images per call of the runtime's image encoder, from the start of the test on."""
+    bundle = client.app.state.runtime.bundle
+    real = bundle.encode_images
+    calls: list[int] = []
+
+    def counting(batch):
+        calls.append(len(batch))
+        return real(batch)
+
+    monkeypatch.setattr(bundle, "encode_images", counting)
+    return calls
+
+
+def test_duplicates_are_settled_before_the_encoder(client: TestClient, encoded: list[int]) -> None:
+    red = jpeg((90, 10, 10))
+    first = upload(client, ("a.jpg", red), ("same.jpg", red))
+    assert first.status_code == 201 and encoded == [1]  # a repeat in one request: encoded once
+    [added] = first.json()["added"]
+    image_id, sha = added["image_id"], added["sha256"]
+    assert first.json()["duplicates"] == [
+        {"image_id": image_id, "existing_image_id": image_id, "sha256": sha}
+    ]
+
+    again = upload(client, ("copy.jpg", red))
+    assert again.status_code == 200 and encoded == [1]
+    assert again.json() == {
+        "added": [],
+        "duplicates": [{"image_id": image_id, "existing_image_id": image_id, "sha256": sha}],
+    }
+    named = upload(client, ("copy.jpg", red), image_id="red-again")  # same bytes, another id
+    assert named.json()["duplicates"][0]["existing_image_id"] == image_id and encoded == [1]
+    original = client.get("/v1/gallery/p0021/p0021_02.jpg/image").content
+    dataset = upload(client, ("d.jpg", original))
+    assert dataset.json()["duplicates"][0]["existing_image_id"] == "p0021/p0021_02.jpg"
+    clash = upload(client, ("other.jpg", jpeg((1, 90, 1))), image_id=image_id)
+    assert clash.status_code == 409 and "different content" in clash.json()["detail"]
+    assert encoded == [1]
+
+    mixed = upload(client, ("copy.jpg", red), ("new.jpg", jpeg((10, 10, 90))))
+    assert mixed.status_code == 201 and encoded == [1, 1]  # only the new file
+    assert [d["existing_image_id"] for d in mixed.json()["duplicates"]] == [image_id]
+    assert count(client) == 17 and len(stored_files(client)) == 2
+    for item in [added, *mixed.json()["added"]]:
+        client.delete(f"/v1/gallery/{item['image_id']}", headers=KEY)
+    assert count(client) == 15 and stored_files(client) == set()
+
+
+def test_stored_files_get_the_mode_of_the_index_files(client: TestClient) -> None:
+    reply = upload(client, ("walker.jpg", jpeg((4, 5, 6))))
+    assert reply.status_code == 201
+    [path] = stored_files(client)
+    index_dir = client.app.state.settings.index_dir
+    # index.json is rewritten by every commit, by bundle/fsio.py: the rule the index's files get.
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(
+        (index_dir / "index.json").stat().st_mode
+    )
+    assert stat.S_IMODE(path.parent.stat().st_mode) == stat.S_IMODE(index_dir.stat().st_mode)
+    client.delete(f"/v1/gallery/{reply.json()['added'][0]['image_id']}", headers=KEY)
 
 
 def test_one_bad_file_rejects_the_whole_request(client: TestClient) -> None:
