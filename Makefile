@@ -38,7 +38,7 @@ data: install
 			--val-fraction 0.05 --test-fraction 0.1
 
 contact-sheet: data
-	$(PY) -m training.contact_sheet --root $(DATA) --out $(DATA)/contact_sheet.png
+	$(PY) -m training.synthetic.contact_sheet --root $(DATA) --out $(DATA)/contact_sheet.png
 
 train: data
 	$(PY) -m training train --config configs/tiny-synthetic.yaml --root $(DATA) --out $(RUN) \

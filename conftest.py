@@ -9,7 +9,7 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from tests.helpers import make_random_bundle, make_synthetic, make_trained_bundle
+from support.builders import make_random_bundle, make_synthetic, make_trained_bundle
 
 
 @pytest.fixture(scope="session")

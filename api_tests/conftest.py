@@ -15,7 +15,7 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from api_tests.server import API_KEY, REPO, ServiceProcess, service_env
+from support.server import API_KEY, REPO, ServiceProcess, service_env
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from api_tests.server import UPLOAD_LIMIT, ServiceProcess, index_count
+from support.server import UPLOAD_LIMIT, ServiceProcess, index_count
 from tests.service.support import png_header_only
 
 

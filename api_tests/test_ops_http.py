@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from api_tests.server import ServiceProcess, service_env
+from support.server import ServiceProcess, service_env
 
 
 def test_probes(http: httpx.Client) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api_tests.server import ServiceProcess
+from support.server import ServiceProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [

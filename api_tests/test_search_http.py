@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api_tests.server import index_count
+from support.server import index_count
 
 
 @pytest.fixture(scope="module")

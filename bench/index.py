@@ -148,7 +148,7 @@ def bench_encode(bundle_dir: Path | None, images: Path | None, ids: int, batch: 
     label = "tiny, random init" if bundle_dir is None else str(bundle_dir)
     with tempfile.TemporaryDirectory() as tmp:
         if bundle_dir is None:
-            from tests.helpers import make_random_bundle
+            from support.builders import make_random_bundle
 
             bundle_dir = make_random_bundle(Path(tmp) / "bundle")
         if images is None:

@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -26,14 +25,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the test helpers that build a synthetic gallery live there
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # As `python -m service` does: a fair in-process baseline needs the same OpenMP wait policy.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from api_tests.server import ServiceProcess, service_env  # noqa: E402
+from support.server import ServiceProcess, service_env
 
 CONCURRENCY = (1, 8, 32)
 
@@ -52,7 +50,7 @@ def build_gallery(work: Path, gallery_size: int) -> tuple[Path, Path, list[str]]
     from index.ingest import ingest
     from index.items import ItemMeta
     from index.store import GalleryIndex
-    from tests.helpers import make_random_bundle, make_synthetic
+    from support.builders import make_random_bundle, make_synthetic
 
     root = make_synthetic(work / "synthetic", ids=60, images_per_id=3)
     bundle_dir = make_random_bundle(work / "bundle")
@@ -124,16 +122,23 @@ def baseline(bundle_dir: Path, index_dir: Path, queries: list[str], n: int) -> d
 # --- load against the server ----------------------------------------------------------------------
 
 
-SERVER_LATENCY = re.compile(
-    r"^tps_http_request_duration_seconds_bucket"
-    r'\{method="POST",route="/v1/search",le="([^"]+)"\} (\d+)$',
-    re.M,
-)
+def _samples(metrics_text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample called ``name`` in a Prometheus text exposition."""
+    return [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == name
+    ]
 
 
 def server_buckets(metrics_text: str) -> dict[float, int]:
     """Cumulative counts of the server's own latency histogram for /v1/search."""
-    return {float(le): int(n) for le, n in SERVER_LATENCY.findall(metrics_text)}
+    return {
+        float(labels["le"]): int(value)
+        for labels, value in _samples(metrics_text, "tps_http_request_duration_seconds_bucket")
+        if labels.get("method") == "POST" and labels.get("route") == "/v1/search"
+    }
 
 
 def server_quantile(before: dict[float, int], after: dict[float, int], q: float) -> float | None:
@@ -148,9 +153,9 @@ def server_quantile(before: dict[float, int], after: dict[float, int], q: float)
 
 def batch_stats(metrics_text: str) -> tuple[float, float]:
     """(sum, count) of the server's text batch-size histogram."""
-    total = re.search(r"^tps_query_batch_size_sum (\S+)$", metrics_text, re.M)
-    count = re.search(r"^tps_query_batch_size_count (\S+)$", metrics_text, re.M)
-    return (float(total[1]) if total else 0.0), (float(count[1]) if count else 0.0)
+    total = _samples(metrics_text, "tps_query_batch_size_sum")
+    count = _samples(metrics_text, "tps_query_batch_size_count")
+    return (total[0][1] if total else 0.0), (count[0][1] if count else 0.0)
 
 
 async def drive(url: str, queries: list[str], clients: int, requests: int, max_s: float) -> dict:

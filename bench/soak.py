@@ -34,11 +34,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the server helpers live with the API tests
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from api_tests.server import API_KEY, ServiceProcess, service_env  # noqa: E402
+from support.server import API_KEY, ServiceProcess, service_env
 
 EXPECTED = {"search": 200, "upload": 201, "delete": 204}
 KEY = {"X-API-Key": API_KEY}

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 import types
 import typing
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from bundle.cli import OneLineParser, run_command, setup_logging
 from bundle.format import BundleError
 from training.config import TrainConfig, load_config
 from training.data.records import DatasetError
@@ -128,7 +127,7 @@ points at the wrong file, preprocessing or QuickGELU setting."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser = OneLineParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     train_p = sub.add_parser("train", help="train VFE-TPS and export a bundle")
     _add_train_args(train_p)
@@ -178,19 +177,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # open_clip logs its loading chatter on the root logger: keep that at WARNING, ours at INFO.
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for name in ("training", "index"):
-        logging.getLogger(name).setLevel(logging.INFO)
-    try:
-        return args.func(args)
-    except USER_ERRORS as err:
-        message = " ".join(str(err).split())
-        if isinstance(err, ValidationError):
-            message = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors()
-            )
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    setup_logging(quiet=getattr(args, "quiet", False))
+    return run_command(lambda: args.func(args), USER_ERRORS)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from api_tests.reliability.support import build_small_index
-from api_tests.server import ServiceProcess, service_env
+from support.server import ServiceProcess, service_env
 
 Launch = Callable[..., ServiceProcess]
 

@@ -29,7 +29,7 @@ from api_tests.reliability.support import (
     served_count,
     sha256,
 )
-from api_tests.server import ServiceProcess
+from support.server import ServiceProcess
 
 SECONDS = 4.0
 MAX_REQUESTS = 400  # per client: the loops end on whichever bound comes first

@@ -38,7 +38,7 @@ from api_tests.reliability.support import (
     sha256,
     store_files,
 )
-from api_tests.server import API_KEY, ServiceProcess
+from support.server import API_KEY, ServiceProcess
 
 KEY = {"X-API-Key": API_KEY}
 

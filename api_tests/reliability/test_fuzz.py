@@ -18,7 +18,7 @@ import httpx
 
 from api_tests.reliability.conftest import Launch
 from api_tests.reliability.support import env_int, requests_by_status
-from api_tests.server import API_KEY, REPO
+from support.server import API_KEY, REPO
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 

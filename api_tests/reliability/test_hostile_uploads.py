@@ -31,7 +31,7 @@ from api_tests.reliability.support import (
     sha256,
     store_files,
 )
-from api_tests.server import ServiceProcess
+from support.server import ServiceProcess
 
 
 @dataclass(frozen=True)

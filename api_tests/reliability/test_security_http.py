@@ -19,7 +19,7 @@ from api_tests.reliability.rawhttp import (
     stream_until_answered,
 )
 from api_tests.reliability.support import index_dir_of, noise_image
-from api_tests.server import API_KEY, ServiceProcess
+from support.server import API_KEY, ServiceProcess
 
 WRONG_KEY = "wrong-key-Zq81-would-be-a-real-secret-elsewhere"
 

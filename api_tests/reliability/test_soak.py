@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from api_tests.server import REPO
+from support.server import REPO
 
 SECONDS = 12
 

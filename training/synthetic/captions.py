@@ -11,7 +11,7 @@ import random
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from training.data.attributes import Identity
+from training.synthetic.attributes import Identity
 
 # Surface forms of colour names; everything else is spelled as in attributes.COLOURS.
 COLOUR_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(

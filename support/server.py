@@ -1,4 +1,4 @@
-"""Running `python -m service` as a real process for the API tests and the benchmark."""
+"""Running `python -m service` as a real process for the API tests and the benchmarks."""
 
 from __future__ import annotations
 

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
-from training.data.attributes import COLOURS, HAIR_COLOURS, RGB, SHORT_SLEEVED, SKIN_TONES, Identity
+from training.synthetic.attributes import (
+    COLOURS,
+    HAIR_COLOURS,
+    RGB,
+    SHORT_SLEEVED,
+    SKIN_TONES,
+    Identity,
+)
 
 VIEWS = ("front", "back", "side")
 

@@ -1,6 +1,6 @@
 """A contact sheet of a CUHK-PEDES-style data set: images with their captions, for eyeballing.
 
-    python -m training.contact_sheet --root data/synth --out sheet.png --n 24 --split test
+    python -m training.synthetic.contact_sheet --root data/synth --out sheet.png --n 24 --split test
 
 Each cell is one image scaled to ``THUMB_H`` pixels high with its captions wrapped beside it.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from training.synthetic import OneLineParser
+from bundle.cli import OneLineParser, run_command
 
 THUMB_H = 384
 TEXT_W = 240
@@ -123,7 +123,7 @@ def make_contact_sheet(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = OneLineParser(
-        prog="python -m training.contact_sheet", description=__doc__.split("\n")[0]
+        prog="python -m training.synthetic.contact_sheet", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--root", type=Path, required=True, help="data set directory")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
@@ -132,15 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cols", type=int, default=4)
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
         size = make_contact_sheet(args.root, args.out, args.n, args.split, args.seed, args.cols)
-    except ValueError as exc:
-        parser.error(str(exc))
-    except OSError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out} ({size[0]}x{size[1]})")
-    return 0
+        print(f"wrote {args.out} ({size[0]}x{size[1]})")
+        return 0
+
+    return run_command(run, (ValueError, OSError))
 
 
 if __name__ == "__main__":

@@ -16,28 +16,20 @@ import hashlib
 import json
 import random
 import re
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import NoReturn
 
 from tqdm import tqdm
 
-from training.data.attributes import Identity, sample_identities
-from training.data.captions import make_captions
-from training.data.render import hidden_items, render, sample_variation
+from bundle.cli import OneLineParser, run_command, setup_logging
+from training.synthetic.attributes import Identity, sample_identities
+from training.synthetic.captions import make_captions
+from training.synthetic.render import hidden_items, render, sample_variation
 
 SPLITS = ("train", "val", "test")
 MIN_SIDE = 16
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line instead of usage plus error."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def derive_seed(*parts: object) -> int:
@@ -234,9 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} exists and is not a directory")
-    try:
+    setup_logging()
+
+    def run() -> int:
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {args.out} exists and is not a directory")
         summary = generate(
             args.out,
             args.ids,
@@ -248,14 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             progress=True,
         )
-    except ValueError as exc:
-        parser.error(str(exc))
-    except OSError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary))
-    return 0
+        print(json.dumps(summary))
+        return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run_command(run, (ValueError, OSError))

@@ -1,4 +1,4 @@
-"""Builders shared by the unit tests and the API tests: synthetic data and tiny bundles."""
+"""Builders shared by the unit tests, API tests and benchmarks: synthetic data, tiny bundles."""
 
 from __future__ import annotations
 

@@ -1,0 +1,5 @@
+import sys
+
+from training.synthetic.generate import main
+
+sys.exit(main())
