@@ -1,7 +1,9 @@
-"""``python -m index``: build, update, inspect and query gallery indices.
+"""``python -m index``: build, update, inspect, query and migrate gallery stores.
 
-Results go to stdout as JSON; logs and the progress bar go to stderr. A bad input ends with one
-``error: ...`` line on stderr, a non-zero exit, and the index unchanged.
+A store is named the way the service's setting names it: a folder is the FAISS + SQLite index,
+``milvus://HOST:PORT[/COLLECTION]`` a Milvus server, ``FILE.db`` a milvus-lite file. Results go
+to stdout as JSON; logs and the progress bar go to stderr. A bad input ends with one
+``error: ...`` line on stderr, a non-zero exit, and the store unchanged.
 """
 
 from __future__ import annotations
@@ -11,20 +13,32 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bundle.cli import OneLineParser, run_command, setup_logging
 from bundle.format import BundleError
+from index import cli_inputs
 from index.errors import IndexStoreError
 from index.faiss_backend import KINDS, USE_GPU
-from index.gallery_sources import ALL_SPLITS, DATASETS, GalleryEntry, GallerySourceError
+from index.gallery_sources import ALL_SPLITS, DATASETS, GallerySourceError
+from index.metadata_fields import TIME_HELP
+from index.stores import store_kind
 
 if TYPE_CHECKING:
     from bundle.encoders import Bundle
-    from index.store import GalleryIndex
+    from index.gallery_store import GalleryStore
 
 log = logging.getLogger("index")
+
+STORE_HELP = "index folder, milvus://HOST:PORT[/COLLECTION], or a milvus-lite FILE.db"
+METADATA_HELP = (
+    "per-image metadata: JSONL, or CSV by its .csv suffix, one row per image keyed by 'file' "
+    "(its path relative to --images or --root, or its bare name when unique), with optional "
+    "person_id (wins over the folder's or data set's), camera_id, captured_at "
+    f"({TIME_HELP}) and tags (a JSON list in JSONL, ';'-separated in CSV)"
+)
 
 
 def _add_source(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +54,22 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --images: person_id = the name of each image's folder",
     )
+    parser.add_argument("--metadata", type=Path, metavar="FILE", help=METADATA_HELP)
+
+
+def _add_store(parser: argparse.ArgumentParser, name: str = "index") -> None:
+    parser.add_argument(name, metavar="STORE", help=STORE_HELP)
+
+
+def _add_filter(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filters (all must hold; a repeated flag matches any value)")
+    group.add_argument("--camera", dest="cameras", action="append", metavar="ID")
+    group.add_argument("--person", dest="persons", action="append", metavar="ID")
+    group.add_argument(
+        "--tag", dest="tags", action="append", metavar="T", help="images carrying every tag given"
+    )
+    group.add_argument("--after", metavar="TIME", help=f"captured at or after TIME: {TIME_HELP}")
+    group.add_argument("--before", metavar="TIME", help="captured at or before TIME")
 
 
 def _add_encoding(parser: argparse.ArgumentParser) -> None:
@@ -56,58 +86,57 @@ def build_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="encode a gallery into a new index")
     build.add_argument("--bundle", type=Path, required=True)
     _add_source(build)
-    build.add_argument("--out", type=Path, required=True, help="new index folder")
+    build.add_argument("--out", required=True, metavar="STORE", help=f"the new store: {STORE_HELP}")
     build.add_argument("--kind", choices=KINDS, default="flat")
     _add_encoding(build)
 
     add = commands.add_parser("add", help="encode images and add them to an index")
-    add.add_argument("index", type=Path)
+    _add_store(add)
     add.add_argument("--bundle", type=Path, required=True)
     _add_source(add)
     _add_encoding(add)
 
     remove = commands.add_parser("remove", help="remove images by image_id")
-    remove.add_argument("index", type=Path)
+    _add_store(remove)
     remove.add_argument("image_ids", nargs="+", metavar="IMAGE_ID")
 
-    info = commands.add_parser("info", help="print an index's summary as JSON")
-    info.add_argument("index", type=Path)
+    info = commands.add_parser("info", help="print an index's summary (and store kind) as JSON")
+    _add_store(info)
 
     search = commands.add_parser("search", help="rank the gallery for a sentence")
-    search.add_argument("index", type=Path)
+    _add_store(search)
     search.add_argument("--bundle", type=Path, required=True)
     search.add_argument("--query", required=True, help="the description to search for")
     search.add_argument("-k", type=int, default=10, help="results to return (default: 10)")
     search.add_argument("--device", default="auto", help="text encoder device")
     search.add_argument("--use-gpu", choices=USE_GPU, default="auto", help="FAISS search on GPU")
+    _add_filter(search)
 
     rebuild = commands.add_parser("rebuild", help="re-encode every image with another bundle")
-    rebuild.add_argument("index", type=Path)
+    _add_store(rebuild)
     rebuild.add_argument("--bundle", type=Path, required=True, help="the new bundle")
-    rebuild.add_argument("--out", type=Path, help="write a new index here instead of in place")
+    rebuild.add_argument(
+        "--out",
+        metavar="STORE",
+        help="write a new store here instead of in place (needed when Milvus is involved)",
+    )
     rebuild.add_argument("--kind", choices=KINDS, help="change the index kind")
     rebuild.add_argument(
         "--drop-unreadable", action="store_true", help="drop items whose file is gone"
     )
     _add_encoding(rebuild)
+
+    migrate = commands.add_parser("migrate", help="copy every item of one store into another")
+    _add_store(migrate, "src")
+    migrate.add_argument("dst", metavar="STORE", help="the store to copy into")
+    migrate.add_argument(
+        "--verify", type=int, default=100, metavar="N", help="items checked afterwards (0: none)"
+    )
+    migrate.add_argument("--batch-size", type=int, default=1000, metavar="B")
     return parser
 
 
 # --- commands ---------------------------------------------------------------------------------
-
-
-def _entries(args: argparse.Namespace) -> list[GalleryEntry]:
-    from index.gallery_sources import from_dataset, from_folder
-
-    if args.images is not None:
-        if args.root is not None:
-            raise GallerySourceError("--root goes with --dataset, not --images")
-        return from_folder(args.images, person_from_dir=args.person_from_dir)
-    if args.root is None:
-        raise GallerySourceError("--dataset needs --root")
-    if args.person_from_dir:
-        raise GallerySourceError("--person-from-dir goes with --images")
-    return from_dataset(args.dataset, args.root, args.split)
 
 
 def _check_encoding(args: argparse.Namespace) -> None:
@@ -127,16 +156,22 @@ def _load_bundle(path: Path, device: str) -> Bundle:
     return bundle
 
 
-def _open_for(index: Path, bundle: Path, use_gpu: str = "never") -> GalleryIndex:
-    """Open an index checked against a bundle's metadata, before loading the model itself."""
+def _open(spec: str, use_gpu: str = "never") -> GalleryStore:
+    from index.stores import open_store
+
+    return open_store(spec, use_gpu=use_gpu)
+
+
+def _open_for(spec: str, bundle: Path, use_gpu: str = "never") -> GalleryStore:
+    """Open a store checked against a bundle's metadata, before loading the model itself."""
     from bundle.format import read_meta
-    from index.store import GalleryIndex
+    from index.stores import open_store
 
     meta = read_meta(bundle)
-    return GalleryIndex.open(index, meta.fingerprint, meta.embed_dim, use_gpu)
+    return open_store(spec, meta.fingerprint, meta.embed_dim, use_gpu)
 
 
-def _ingest_report(index: GalleryIndex, report: Any) -> dict[str, Any]:
+def _ingest_report(index: GalleryStore, report: Any) -> dict[str, Any]:
     for path, reason in report.failures:
         log.warning("unreadable: %s (%s)", path, reason)
     log.info(
@@ -147,11 +182,11 @@ def _ingest_report(index: GalleryIndex, report: Any) -> dict[str, Any]:
         report.seconds,
     )
     return {
-        "path": str(index.path),
+        "path": index.location,
         "added": len(report.added),
         "duplicates": report.duplicates,
         "failures": [{"path": p, "reason": r} for p, r in report.failures],
-        "count": index.stats()["count"],
+        "count": index.count(),
         "seconds": round(report.seconds, 3),
     }
 
@@ -164,27 +199,52 @@ def cmd_build(args: argparse.Namespace) -> Any:
     from index.store import GalleryIndex, check_new_location, staging
 
     _check_encoding(args)
-    check_new_location(args.out)
-    entries = _entries(args)
-    from index.ingest import ingest  # torch: only once the cheap checks have passed
+    if store_kind(args.out) == "faiss":
+        check_new_location(Path(args.out))
+    entries = cli_inputs.entries(args)
+    if store_kind(args.out) != "faiss":
+        _check_absent(args.out)
+    from index.ingest import ingest, ingest_new  # torch: only once the cheap checks have passed
+    from index.stores import create_store
 
     bundle = _load_bundle(args.bundle, args.device)
-    with (
-        staging(args.out) as tmp,
-        GalleryIndex.create(tmp, bundle.fingerprint, bundle.dim, args.kind, "never") as index,
-    ):
-        report = ingest(index, bundle, entries, args.batch_size, args.workers, not args.quiet)
-        if _nothing_readable(report):
-            raise IndexStoreError(f"none of the {len(entries)} images could be read")
-        summary = _ingest_report(index, report)
+    encoding = (args.batch_size, args.workers, not args.quiet)
+    if store_kind(args.out) == "faiss":
+        # Assembled aside and put in place whole: a failed build leaves nothing at --out.
+        with (
+            staging(Path(args.out)) as tmp,
+            GalleryIndex.create(tmp, bundle.fingerprint, bundle.dim, args.kind, "never") as index,
+        ):
+            report = ingest(index, bundle, entries, *encoding)
+            if _nothing_readable(report):
+                raise IndexStoreError(f"none of the {len(entries)} images could be read")
+            summary = _ingest_report(index, report)
+    else:
+        store, report = ingest_new(
+            lambda: create_store(args.out, bundle.fingerprint, bundle.dim, args.kind),
+            bundle,
+            entries,
+            *encoding,
+        )
+        with closing(store):
+            summary = _ingest_report(store, report)
     summary["path"] = str(args.out)
     return summary
 
 
+def _check_absent(spec: str) -> None:
+    """Refuse a Milvus store that exists before encoding anything (creating it would)."""
+    try:
+        _open(spec).close()
+    except IndexStoreError:
+        return  # absent (or unreachable: creating it says so)
+    raise IndexStoreError(f"{spec} already holds a gallery store")
+
+
 def cmd_add(args: argparse.Namespace) -> Any:
     _check_encoding(args)
-    entries = _entries(args)
-    with _open_for(args.index, args.bundle) as index:
+    entries = cli_inputs.entries(args)
+    with closing(_open_for(args.index, args.bundle)) as index:
         from index.ingest import ingest
 
         bundle = _load_bundle(args.bundle, args.device)
@@ -195,21 +255,20 @@ def cmd_add(args: argparse.Namespace) -> Any:
 
 
 def cmd_remove(args: argparse.Namespace) -> Any:
-    from index.store import GalleryIndex
-
-    with GalleryIndex.open(args.index, use_gpu="never") as index:
+    with closing(_open(args.index)) as index:
         missing = [i for i in dict.fromkeys(args.image_ids) if index.get(i) is None]
         if missing:
             raise IndexStoreError(f"not in the index: {', '.join(missing)} (nothing removed)")
         removed = index.remove(args.image_ids)
-        return {"removed": removed, "count": index.stats()["count"]}
+        return {"removed": removed, "count": index.count()}
 
 
 def cmd_info(args: argparse.Namespace) -> Any:
-    from index.store import GalleryIndex
-
-    with GalleryIndex.open(args.index, use_gpu="never") as index:
-        return index.stats()
+    with closing(_open(args.index)) as index:
+        stats = index.stats()
+    # "store" is the engine's own name; "store_kind" how the spec was read (milvus-lite is the
+    # Milvus engine in a local file).
+    return {**stats, "store_kind": store_kind(args.index)}
 
 
 def cmd_search(args: argparse.Namespace) -> Any:
@@ -217,32 +276,53 @@ def cmd_search(args: argparse.Namespace) -> Any:
         raise GallerySourceError(f"-k must be at least 1, got {args.k}")
     if not args.query.strip():
         raise GallerySourceError("--query is empty")
-    with _open_for(args.index, args.bundle, args.use_gpu) as index:
+    where = cli_inputs.search_filter(args)
+    with closing(_open_for(args.index, args.bundle, args.use_gpu)) as index:
         bundle = _load_bundle(args.bundle, args.device)
-        hits = index.search(bundle.encode_text([args.query]), args.k)[0]
+        hits = index.search(bundle.encode_text([args.query]), args.k, where)[0]
     return [{"image_id": h.image_id, "person_id": h.person_id, "score": h.score} for h in hits]
 
 
 def cmd_rebuild(args: argparse.Namespace) -> Any:
-    from index.store import GalleryIndex, check_new_location, rebuild
+    from index.store import check_new_location, rebuild
 
     _check_encoding(args)
-    GalleryIndex.open(args.index, use_gpu="never").close()  # fail on a bad index before the model
-    if args.out is not None:
-        check_new_location(args.out)
+    _open(args.index).close()  # fail on a bad store before the model loads
+    kinds = {store_kind(args.index), store_kind(args.out or args.index)}
+    if args.out is None and kinds != {"faiss"}:
+        raise IndexStoreError("a Milvus store is rebuilt into a new store: give --out")
+    if args.out is not None and store_kind(args.out) == "faiss":
+        check_new_location(Path(args.out))
     bundle = _load_bundle(args.bundle, args.device)
-    with rebuild(
-        args.index,
-        bundle,
-        args.out,
-        kind=args.kind,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        progress=not args.quiet,
-        drop_unreadable=args.drop_unreadable,
-        use_gpu="never",
-    ) as index:
-        return index.stats()
+    options = {
+        "kind": args.kind,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "progress": not args.quiet,
+        "drop_unreadable": args.drop_unreadable,
+    }
+    if kinds == {"faiss"}:
+        out = None if args.out is None else Path(args.out)
+        with rebuild(Path(args.index), bundle, out, use_gpu="never", **options) as index:
+            return index.stats()
+    from index.rebuild_store import rebuild_into
+
+    with closing(rebuild_into(args.index, bundle, args.out, **options)) as store:
+        return store.stats()
+
+
+def cmd_migrate(args: argparse.Namespace) -> Any:
+    if args.verify < 0:
+        raise GallerySourceError(f"--verify must be 0 or more, got {args.verify}")
+    if args.batch_size < 1:
+        raise GallerySourceError(f"--batch-size must be at least 1, got {args.batch_size}")
+    try:
+        from index.migrate import migrate  # the Milvus client: only for this command
+    except ModuleNotFoundError as err:
+        if err.name != "index.migrate":
+            raise
+        raise IndexStoreError("this installation has no store migration (index.migrate)") from None
+    return migrate(args.src, args.dst, verify=args.verify, batch_size=args.batch_size)
 
 
 COMMANDS = {
@@ -252,6 +332,7 @@ COMMANDS = {
     "info": cmd_info,
     "search": cmd_search,
     "rebuild": cmd_rebuild,
+    "migrate": cmd_migrate,
 }
 
 
@@ -266,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int:
         result = COMMANDS[args.command](args)
-        json.dump(result, sys.stdout, indent=2)
+        json.dump(result, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return 0
 

@@ -118,6 +118,56 @@ def with_removed(index: faiss.Index, kind: str, ids: np.ndarray) -> faiss.Index:
     return new
 
 
+def with_replaced(
+    index: faiss.Index, kind: str, vectors: np.ndarray, ids: np.ndarray, replaced: np.ndarray
+) -> faiss.Index:
+    """A copy of ``index`` without the ids in ``replaced`` and with ``vectors`` under ``ids``
+    (an id may be in both: its vector is replaced)."""
+    replaced = np.ascontiguousarray(replaced, dtype=np.int64)
+    if not len(replaced):
+        return with_added(index, kind, vectors, ids)
+    if kind == "hnsw":  # one rebuild, not one to remove and another to add
+        old_ids, old_vectors = extract(index)
+        keep = ~np.isin(old_ids, replaced)
+        new = np.asarray(vectors, np.float32).reshape(-1, index.d)
+        return build(
+            kind,
+            index.d,
+            np.concatenate([old_vectors[keep], new]),
+            np.concatenate([old_ids[keep], np.asarray(ids, np.int64)]),
+        )
+    return with_added(with_removed(index, kind, replaced), kind, vectors, ids)
+
+
+def reconstruct(index: faiss.Index, ids: np.ndarray) -> np.ndarray:
+    """The stored vectors of ``ids`` (all present in ``index``), one row per id, in order."""
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if not len(ids):
+        return np.zeros((0, index.d), np.float32)
+    if isinstance(index, faiss.IndexIDMap2):
+        return index.reconstruct_batch(ids)
+    # IVF has no id -> position map unless one is built, which would change the shared index.
+    out = np.empty((len(ids), index.d), np.float32)
+    row_of = {int(i): n for n, i in enumerate(ids)}
+    found = 0
+    invlists = index.invlists
+    for list_no in range(index.nlist):
+        size = invlists.list_size(list_no)
+        if size == 0:
+            continue
+        list_ids = faiss.rev_swig_ptr(invlists.get_ids(list_no), size)
+        hits = np.flatnonzero(np.isin(list_ids, ids))
+        if len(hits):
+            codes = faiss.rev_swig_ptr(invlists.get_codes(list_no), size * invlists.code_size)
+            rows = codes.view(np.float32).reshape(size, index.d)
+            for h in hits:
+                out[row_of[int(list_ids[h])]] = rows[h]
+            found += len(hits)
+    if found != len(row_of):
+        raise IndexStoreError(f"{len(row_of) - found} of the ids asked for are not in the index")
+    return out
+
+
 def _ivf_lists(index: faiss.Index, with_vectors: bool) -> tuple[np.ndarray, np.ndarray | None]:
     invlists = index.invlists
     ids, vectors = [np.zeros(0, np.int64)], [np.zeros((0, index.d), np.float32)]

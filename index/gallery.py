@@ -1,9 +1,10 @@
 """The gallery index as callers see it: create or open a folder, then search, add and remove.
 
 Each piece of the work lives in its own module (``layout``, ``publish``, ``loading``,
-``commit``, ``gpu_copies``, ``inputs``, ``exclusive``); this class wires them together for one
-open index. It is thread-safe, and safe against writers in other processes: searches use an
-immutable snapshot of the last committed generation, writes go through the commit protocol.
+``commit``, ``gpu_copies``, ``inputs``, ``exclusive``, ``filtered_search``); this class wires
+them together for one open index. It is thread-safe, and safe against writers in other
+processes: searches use an immutable snapshot of the last committed generation, writes go
+through the commit protocol. It is the FAISS + SQLite :class:`GalleryStore`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from index import faiss_backend
 from index.commit import Committer, RowChanges, WriterLock
 from index.errors import IndexStoreError
 from index.exclusive import ExclusiveWriter
+from index.filtered_search import search_among
+from index.filters import GalleryFilter
 from index.gpu_copies import GpuCopies
-from index.inputs import as_matrix, check_item, check_normalised, plan_add
+from index.inputs import as_matrix, check_item, check_normalised, plan_add, plan_upsert
 from index.items import AddResult, Hit, ItemMeta
 from index.layout import FORMAT, VERSION, sweep, write_info_if_stale
 from index.loading import Expected, check_meta, load_committed
@@ -33,6 +36,7 @@ from index.snapshot import Labels, Snapshot, SnapshotSlot
 log = logging.getLogger(__name__)
 
 _PAGE = 1000
+STORE = "faiss"
 
 
 class GalleryIndex:
@@ -116,22 +120,52 @@ class GalleryIndex:
 
     # --- reads ------------------------------------------------------------------------------
 
-    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        """Top-k hits per query, best first, from one consistent committed generation."""
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._current().fingerprint
+
+    @property
+    def dim(self) -> int:
+        return self._current().dim
+
+    def search(
+        self, queries: np.ndarray, k: int, where: GalleryFilter | None = None
+    ) -> list[list[Hit]]:
+        """Top-k hits per query, best first, from one consistent committed generation; with
+        ``where``, the top k among the items that pass it."""
         snap = self._current()
         if isinstance(k, bool) or int(k) < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
+        if where is not None and not isinstance(where, GalleryFilter):
+            raise IndexStoreError(f"where must be a GalleryFilter, got {type(where).__name__}")
         q = as_matrix(queries, snap.dim, "queries")
         if len(q) == 0:
             return []
         if snap.master.ntotal == 0:
             return [[] for _ in range(len(q))]
+        if where is not None and not where.is_empty:
+            return self._search_where(snap, q, int(k), where)
         scores, ids = self._gpu.search(snap, q, min(int(k), snap.master.ntotal))
-        labels = snap.labels
-        return [
-            [Hit(*labels[int(i)], float(s)) for s, i in zip(srow, irow, strict=True) if i >= 0]
-            for srow, irow in zip(scores, ids, strict=True)
-        ]
+        return _hits(snap.labels, scores, ids)
+
+    def _search_where(
+        self, snap: Snapshot, q: np.ndarray, k: int, where: GalleryFilter
+    ) -> list[list[Hit]]:
+        generation, allowed = self._manifest.ids_where(where)
+        if generation != snap.generation:
+            # Another process committed after this snapshot (refresh() catches up): judge by
+            # the newer metadata, among the items this snapshot holds.
+            held = np.fromiter(snap.labels, dtype=np.int64, count=len(snap.labels))
+            allowed = allowed[np.isin(allowed, held)]
+        if not len(allowed):
+            return [[] for _ in range(len(q))]
+        # On the CPU master even when a GPU copy exists: FAISS GPU indexes take no ID selector.
+        scores, ids = search_among(snap.master, snap.kind, q, min(k, len(allowed)), allowed)
+        return _hits(snap.labels, scores, ids)
 
     def get(self, image_id: str) -> ItemMeta | None:
         """The manifest row for ``image_id`` (the latest commit, even from another process)."""
@@ -147,9 +181,26 @@ class GalleryIndex:
                 yield row.item
             after = page[-1].id
 
+    def vectors(self, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of the ids that exist, read back from the CPU master."""
+        snap = self._current()
+        found = self._manifest.id_by_image_id(list(image_ids))
+        # Only ids this snapshot holds under the same image (the manifest may be newer).
+        pairs = [
+            (image_id, found[image_id])
+            for image_id in dict.fromkeys(image_ids)
+            if image_id in found and snap.labels.get(found[image_id], ("",))[0] == image_id
+        ]
+        rows = faiss_backend.reconstruct(snap.master, np.array([i for _, i in pairs], np.int64))
+        return {image_id: rows[n] for n, (image_id, _) in enumerate(pairs)}
+
+    def count(self) -> int:
+        return int(self._current().master.ntotal)
+
     def stats(self) -> dict[str, Any]:
         snap = self._current()
         return {
+            "store": STORE,
             "path": str(self.path),
             "count": int(snap.master.ntotal),
             "dim": snap.dim,
@@ -159,6 +210,7 @@ class GalleryIndex:
             "version": VERSION,
             "generation": snap.generation,
             "gpu": snap.on_gpu,
+            "filtered_search": "cpu",  # FAISS GPU indexes take no ID selector
         }
 
     def refresh(self) -> bool:
@@ -205,6 +257,36 @@ class GalleryIndex:
             self._committer.commit(snap, master, labels, RowChanges(inserts=rows), meta)
         log.info("added %d items (%d duplicates) to %s", len(keep), len(duplicates), self.path)
         return AddResult([items[j].image_id for j in keep], duplicates)
+
+    def upsert(self, vectors: np.ndarray, items: Sequence[ItemMeta]) -> None:
+        """Add items, or replace the vector and metadata of image_ids already present (they keep
+        their faiss ids); atomic and durable, one new generation. An image_id listed twice
+        takes its last entry; bytes another image_id keeps raise :class:`ItemExistsError`."""
+        items = list(items)
+        for item in items:
+            check_item(item)
+        with self._writing() as snap:
+            x = as_matrix(vectors, snap.dim, "vectors")
+            if len(x) != len(items):
+                raise IndexStoreError(f"{len(x)} vectors for {len(items)} items")
+            check_normalised(x)
+            if not items:
+                return
+            keep, present = plan_upsert(self._manifest, items)
+            fresh = iter(range(snap.next_id, snap.next_id + len(keep)))
+            ids = [present.get(items[j].image_id) for j in keep]
+            ids = [next(fresh) if i is None else i for i in ids]
+            replaced = np.array(sorted(present.values()), dtype=np.int64)
+            master = faiss_backend.with_replaced(
+                snap.master, snap.kind, x[keep], np.array(ids, np.int64), replaced
+            )
+            rows = [Row(i, items[j]) for i, j in zip(ids, keep, strict=True)]
+            labels = dict(snap.labels)
+            labels.update({r.id: (r.item.image_id, r.item.person_id) for r in rows})
+            meta = {"next_id": max(snap.next_id, max(ids) + 1)}
+            changes = RowChanges(deletes=replaced.tolist(), inserts=rows)
+            self._committer.commit(snap, master, labels, changes, meta)
+        log.info("upserted %d items (%d replaced) in %s", len(keep), len(present), self.path)
 
     def remove(self, image_ids: Sequence[str]) -> list[str]:
         """Remove items atomically; return the ids that were present (unknown ids are ignored)."""
@@ -285,6 +367,7 @@ class GalleryIndex:
         """Be the one writer (threads and processes) and start from the latest commit."""
         self._current()
         with self._lock.hold():
+            self._manifest.upgrade()  # an index made before per-image metadata gets its columns
             snap = self._current()
             if self._manifest.generation() != snap.generation:
                 self._slot.install(self._load())
@@ -301,3 +384,10 @@ class GalleryIndex:
             if self._manifest.generation() == snap.generation:
                 sweep(self.path, snap.generation)
                 write_info_if_stale(self.path, snap.info())
+
+
+def _hits(labels: Labels, scores: np.ndarray, ids: np.ndarray) -> list[list[Hit]]:
+    return [
+        [Hit(*labels[int(i)], float(s)) for s, i in zip(srow, irow, strict=True) if i >= 0]
+        for srow, irow in zip(scores, ids, strict=True)
+    ]

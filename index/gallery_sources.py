@@ -2,7 +2,8 @@
 
 The benchmark layouts are the ones training reads (same names, same roots), parsed here again so
 that indexing never depends on the training code. Only what a gallery needs is read: the image
-path and the person id.
+path and the person id, and from the ``jsonl``/CSV format the optional per-image metadata
+``camera_id``, ``captured_at`` and ``tags``, read by the rules of ``metadata_fields``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from index.metadata_fields import is_missing, parse_id, parse_tags, parse_time
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 IMAGES_DIR = "imgs"
@@ -37,6 +40,9 @@ class GalleryEntry:
     path: Path
     image_id: str
     person_id: str | None
+    camera_id: str | None = None
+    captured_at: float | None = None  # seconds since the epoch, UTC
+    tags: tuple[str, ...] = ()
 
 
 def from_folder(root: Path, person_from_dir: bool = False) -> list[GalleryEntry]:
@@ -87,7 +93,15 @@ def from_dataset(dataset: str, root: Path, split: str = "test") -> list[GalleryE
             raise GallerySourceError(
                 f"{where}: image {image_id!r} is listed as person {person} and {known.person_id}"
             )
-        entries[image_id] = GalleryEntry(path, image_id, person)
+        entry = GalleryEntry(path, image_id, person)
+        if dataset == "jsonl":
+            entry = _with_metadata(entry, row, where, annotation.suffix.lower() == ".csv")
+            if known is not None and known != entry:
+                raise GallerySourceError(
+                    f"{where}: image {image_id!r} is listed again with other camera_id, "
+                    "captured_at or tags"
+                )
+        entries[image_id] = entry
     if not entries:
         raise GallerySourceError(
             f"{annotation}: no images in split {split!r} (splits present: "
@@ -145,6 +159,24 @@ def _field(row: Any, key: str, where: str, default: Any = _MISSING) -> Any:
             raise GallerySourceError(f"{where}: missing field {key!r}")
         return default
     return value
+
+
+def _with_metadata(entry: GalleryEntry, row: Mapping, where: str, is_csv: bool) -> GalleryEntry:
+    """The optional camera_id, captured_at and tags of a ``jsonl``/CSV row."""
+    values: dict[str, Any] = {}
+    for name, parse in (
+        ("camera_id", parse_id),
+        ("captured_at", parse_time),
+        ("tags", lambda v: parse_tags(v, is_csv)),
+    ):
+        value = row.get(name)
+        if is_missing(value):
+            continue
+        try:
+            values[name] = parse(value)
+        except ValueError as err:
+            raise GallerySourceError(f"{where}: field {name!r}: {err}") from None
+    return GalleryEntry(entry.path, entry.image_id, entry.person_id, **values)
 
 
 def _person(value: Any, where: str) -> str:

@@ -1,18 +1,24 @@
-"""Encode gallery entries with a bundle and add them to an index in one atomic add."""
+"""Encode gallery entries with a bundle and add them to a gallery store in one atomic add.
+
+Any :class:`GalleryStore` will do (the FAISS folder or Milvus); each entry's metadata (person,
+camera, capture time, tags) goes into the store with its vector.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from bundle.encoders import Bundle
 from bundle.format import sha256_file
 from index.encode import encode_images
-from index.errors import ItemExistsError
-from index.gallery import GalleryIndex
+from index.errors import IndexStoreError, ItemExistsError
 from index.gallery_sources import GalleryEntry
+from index.gallery_store import GalleryStore
 from index.items import ItemMeta
 
 log = logging.getLogger(__name__)
@@ -27,7 +33,7 @@ class IngestReport:
 
 
 def ingest(
-    index: GalleryIndex,
+    index: GalleryStore,
     bundle: Bundle,
     entries: Sequence[GalleryEntry],
     batch_size: int = 64,
@@ -37,6 +43,48 @@ def ingest(
     """Add ``entries``; files already indexed under the same id and bytes are not re-encoded."""
     start = time.perf_counter()
     entries, unchanged = _skip_unchanged(index, entries)
+    vectors, items, failures = _encode(bundle, entries, batch_size, workers, progress)
+    result = index.add(vectors, items)
+    return IngestReport(
+        added=result.added,
+        duplicates={**unchanged, **result.duplicates},
+        failures=failures,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def ingest_new(
+    create: Callable[[], GalleryStore],
+    bundle: Bundle,
+    entries: Sequence[GalleryEntry],
+    batch_size: int = 64,
+    workers: int = 2,
+    progress: bool = True,
+) -> tuple[GalleryStore, IngestReport]:
+    """Encode ``entries``, then make a store with ``create`` and add them: for stores that cannot
+    be assembled aside (Milvus), so a gallery that fails to encode leaves no store behind."""
+    start = time.perf_counter()
+    vectors, items, failures = _encode(bundle, entries, batch_size, workers, progress)
+    if not items:
+        raise IndexStoreError(f"none of the {len(entries)} images could be read")
+    store = create()
+    try:
+        result = store.add(vectors, items)
+    except BaseException:
+        store.close()
+        raise
+    seconds = time.perf_counter() - start
+    return store, IngestReport(result.added, result.duplicates, failures, seconds)
+
+
+def _encode(
+    bundle: Bundle,
+    entries: Sequence[GalleryEntry],
+    batch_size: int,
+    workers: int,
+    progress: bool,
+) -> tuple[np.ndarray, list[ItemMeta], list[tuple[str, str]]]:
+    """(vectors, their items with each entry's metadata, unreadable files)."""
     encoded = encode_images(bundle, [e.path for e in entries], batch_size, workers, progress)
     now = time.time()
     items = [
@@ -46,20 +94,17 @@ def ingest(
             source_path=str(entries[n].path.resolve()),
             sha256=sha,
             added_at=now,
+            camera_id=entries[n].camera_id,
+            captured_at=entries[n].captured_at,
+            tags=entries[n].tags,
         )
         for n, sha in zip(encoded.kept, encoded.sha256, strict=True)
     ]
-    result = index.add(encoded.vectors, items)
-    return IngestReport(
-        added=result.added,
-        duplicates={**unchanged, **result.duplicates},
-        failures=encoded.failures,
-        seconds=time.perf_counter() - start,
-    )
+    return encoded.vectors, items, encoded.failures
 
 
 def _skip_unchanged(
-    index: GalleryIndex, entries: Sequence[GalleryEntry]
+    index: GalleryStore, entries: Sequence[GalleryEntry]
 ) -> tuple[list[GalleryEntry], dict[str, str]]:
     """Hashing is far cheaper than encoding: settle re-added ids before the encoder runs."""
     todo: list[GalleryEntry] = []

@@ -4,6 +4,8 @@ anything is written: a refused write must leave no trace, so every refusal happe
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,8 +49,24 @@ def check_item(item: ItemMeta) -> None:
         raise IndexStoreError(f"image_id must be a non-empty string, got {item.image_id!r}")
     if not isinstance(item.sha256, str) or not item.sha256:
         raise IndexStoreError(f"item {item.image_id!r} has no sha256")
-    if item.person_id is not None and not isinstance(item.person_id, str):
-        raise IndexStoreError(f"item {item.image_id!r}: person_id must be a string or None")
+    for field in ("person_id", "camera_id"):
+        if getattr(item, field) is not None and not isinstance(getattr(item, field), str):
+            raise IndexStoreError(f"item {item.image_id!r}: {field} must be a string or None")
+    captured = item.captured_at
+    if captured is not None and (
+        isinstance(captured, bool)
+        or not isinstance(captured, int | float)
+        or not math.isfinite(captured)
+    ):
+        raise IndexStoreError(
+            f"item {item.image_id!r}: captured_at must be seconds since the epoch or None, "
+            f"got {captured!r}"
+        )
+    tags = item.tags
+    if isinstance(tags, str) or not isinstance(tags, tuple | list):
+        raise IndexStoreError(f"item {item.image_id!r}: tags must be a tuple of strings")
+    if not all(isinstance(t, str) and t for t in tags):
+        raise IndexStoreError(f"item {item.image_id!r}: every tag must be a non-empty string")
 
 
 def check_rows(rows: Sequence[Row]) -> None:
@@ -92,6 +110,35 @@ def plan_add(manifest: Manifest, items: list[ItemMeta]) -> tuple[list[int], dict
     return keep, duplicates
 
 
+def plan_upsert(manifest: Manifest, items: list[ItemMeta]) -> tuple[list[int], dict[str, int]]:
+    """(positions to write: the last of each image_id; image_id → faiss id of those present).
+
+    The bytes of an image are in the index once: an item whose sha256 another image_id holds,
+    and keeps after this write, raises :class:`ItemExistsError` (nothing is written).
+    """
+    last = {item.image_id: n for n, item in enumerate(items)}
+    keep = sorted(last.values())
+    ids = [items[n].image_id for n in keep]
+    present = manifest.id_by_image_id(ids)
+    writers: dict[str, str] = {}
+    for n in keep:
+        other = writers.setdefault(items[n].sha256, items[n].image_id)
+        if other != items[n].image_id:
+            raise ItemExistsError(
+                f"images {other!r} and {items[n].image_id!r} have the same bytes; "
+                "the index holds each file once (nothing was written)"
+            )
+    owners = manifest.image_id_by_sha(list(writers))
+    for sha, image_id in writers.items():
+        owner = owners.get(sha)
+        if owner is not None and owner != image_id and owner not in last:
+            raise ItemExistsError(
+                f"the bytes of {image_id!r} are already in the index as {owner!r}; "
+                "remove it first (nothing was written)"
+            )
+    return keep, present
+
+
 def plan_replacement(current: Sequence[Row], new: Sequence[Row]) -> RowChanges:
     """The fewest row changes that turn ``current`` into ``new``, matched by id.
 
@@ -117,9 +164,4 @@ def plan_replacement(current: Sequence[Row], new: Sequence[Row]) -> RowChanges:
 
 
 def _same_but_sha(a: ItemMeta, b: ItemMeta) -> bool:
-    return (a.image_id, a.person_id, a.source_path, a.added_at) == (
-        b.image_id,
-        b.person_id,
-        b.source_path,
-        b.added_at,
-    )
+    return dataclasses.replace(a, sha256=b.sha256) == b

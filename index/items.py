@@ -1,4 +1,4 @@
-"""The records the index stores and returns."""
+"""The records a gallery store keeps and returns."""
 
 from __future__ import annotations
 
@@ -7,13 +7,21 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ItemMeta:
-    """One gallery image as the manifest knows it."""
+    """One gallery image as the store knows it.
+
+    ``captured_at`` is when the camera took the picture, in seconds since the epoch (UTC);
+    ``added_at`` when it entered the gallery. ``camera_id``, ``captured_at`` and ``tags`` are
+    optional: an image without them never passes a filter on them.
+    """
 
     image_id: str
     person_id: str | None
     source_path: str
     sha256: str
     added_at: float
+    camera_id: str | None = None
+    captured_at: float | None = None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

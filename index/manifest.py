@@ -1,7 +1,8 @@
 """The SQLite manifest: faiss id ↔ image metadata, plus the committed generation.
 
 The manifest is the index's source of truth. One transaction that writes the rows together with
-the new generation number is the commit point of every change (see ``commit.py``).
+the new generation number is the commit point of every change (see ``commit.py``). Its tables,
+and the upgrade of manifests made before per-image metadata, are in ``manifest_schema.py``.
 """
 
 from __future__ import annotations
@@ -13,24 +14,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from index import filter_sql, manifest_schema
 from index.errors import IndexCorruptError, IndexStoreError
+from index.filters import GalleryFilter
 from index.items import ItemMeta
 
 MANIFEST_FILE = "manifest.sqlite"
 REQUIRED_META = ("format", "version", "fingerprint", "dim", "kind", "generation", "next_id")
 _CHUNK = 500  # stays under SQLite's bound-parameter limit
-_SCHEMA = (
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-    """CREATE TABLE items (
-        id INTEGER PRIMARY KEY,          -- the faiss id
-        image_id TEXT NOT NULL UNIQUE,
-        person_id TEXT,
-        source_path TEXT NOT NULL,
-        sha256 TEXT NOT NULL UNIQUE,     -- dedupe by content
-        added_at REAL NOT NULL
-    )""",
-)
-_COLUMNS = "id, image_id, person_id, source_path, sha256, added_at"
+_COLUMNS = manifest_schema.COLUMNS
 
 
 @dataclass(frozen=True)
@@ -40,7 +34,7 @@ class Row:
 
 
 def _row(values: tuple) -> Row:
-    return Row(values[0], ItemMeta(*values[1:]))
+    return Row(*manifest_schema.item_of(values))
 
 
 def _chunks(values: Sequence, size: int = _CHUNK) -> Iterator[Sequence]:
@@ -55,6 +49,7 @@ class Manifest:
         self.path = path
         self._conn = conn
         self._lock = threading.RLock()
+        self._has_metadata = False  # once True, stays True: columns are never dropped
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -78,7 +73,7 @@ class Manifest:
         manifest = cls._connect(path)
         try:
             with manifest._guard(), manifest._transaction():
-                for statement in _SCHEMA:
+                for statement in manifest_schema.TABLES:
                     manifest._conn.execute(statement)
                 manifest._conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
@@ -172,21 +167,42 @@ class Manifest:
     def get(self, image_id: str) -> ItemMeta | None:
         with self._guard():
             row = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM items WHERE image_id = ?", (image_id,)
+                f"SELECT {_COLUMNS} FROM {self._items()} WHERE image_id = ?", (image_id,)
             ).fetchone()
         return None if row is None else _row(row).item
 
     def page(self, after_id: int, limit: int) -> list[Row]:
         with self._guard():
             rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM items WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+                f"SELECT {_COLUMNS} FROM {self._items()} WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
             ).fetchall()
         return [_row(r) for r in rows]
 
     def rows(self) -> list[Row]:
         with self._guard():
-            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM items ORDER BY id").fetchall()
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM {self._items()} ORDER BY id"
+            ).fetchall()
         return [_row(r) for r in rows]
+
+    def ids_where(self, where: GalleryFilter) -> tuple[int, np.ndarray]:
+        """(committed generation, sorted faiss ids of the items that pass ``where``), read in
+        one transaction so the ids belong to that generation."""
+        sql, params = filter_sql.condition(where)
+        with self.snapshot():
+            generation = self.generation()
+            cursor = self._conn.execute(
+                f"SELECT id FROM {self._items()} WHERE {sql} ORDER BY id", params
+            )
+            ids = np.fromiter((row[0] for row in cursor), dtype=np.int64)
+        return generation, ids
+
+    def _items(self) -> str:
+        """The FROM clause of item reads: an older manifest's rows get NULL metadata."""
+        if not self._has_metadata:
+            self._has_metadata = manifest_schema.has_metadata(self._conn)
+        return manifest_schema.source(self._has_metadata)
 
     def _lookup(self, column: str, values: Sequence[str], out: str) -> dict[str, object]:
         found: dict[str, object] = {}
@@ -207,7 +223,17 @@ class Manifest:
     def id_by_image_id(self, image_ids: Sequence[str]) -> dict[str, int]:
         return self._lookup("image_id", image_ids, "id")  # type: ignore[return-value]
 
-    # --- the commit point -------------------------------------------------------------------
+    # --- schema and the commit point --------------------------------------------------------
+
+    def upgrade(self) -> bool:
+        """Give a manifest made before per-image metadata its columns, in one transaction.
+        Only a writer holding the index's writer lock may call it. True when it changed."""
+        if self._has_metadata:
+            return False
+        with self._guard(), self._transaction():
+            changed = manifest_schema.add_metadata_columns(self._conn)
+        self._has_metadata = True  # only once committed: a rolled-back upgrade added nothing
+        return changed
 
     def commit(
         self,
@@ -236,22 +262,15 @@ class Manifest:
             self._conn.executemany(
                 "UPDATE items SET sha256 = ? WHERE id = ?", [(s, i) for i, s in sha_updates]
             )
+            if inserts:  # a safety net: writers upgrade first (``upgrade``), under their lock
+                manifest_schema.add_metadata_columns(self._conn)
             self._conn.executemany(
-                f"INSERT INTO items ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        r.id,
-                        r.item.image_id,
-                        r.item.person_id,
-                        r.item.source_path,
-                        r.item.sha256,
-                        r.item.added_at,
-                    )
-                    for r in inserts
-                ],
+                manifest_schema.INSERT, [manifest_schema.values(r.id, r.item) for r in inserts]
             )
             self._conn.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 [(k, str(v)) for k, v in meta.items()],
             )
+        if inserts:
+            self._has_metadata = True

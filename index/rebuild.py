@@ -7,6 +7,7 @@ and the replacement is one new generation under the usual commit protocol.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,6 +109,5 @@ def _write_copy(
 
 
 def _with_sha(item: ItemMeta, sha: str) -> ItemMeta:
-    if sha == item.sha256:
-        return item
-    return ItemMeta(item.image_id, item.person_id, item.source_path, sha, item.added_at)
+    """The item as re-encoded: its metadata kept, its sha256 that of the file read now."""
+    return item if sha == item.sha256 else dataclasses.replace(item, sha256=sha)

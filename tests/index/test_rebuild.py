@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -27,17 +28,25 @@ def _vectors_by_name(index: GalleryIndex) -> dict[str, np.ndarray]:
     return {snap.labels[int(i)][0]: v for i, v in zip(ids, vectors, strict=True)}
 
 
+def _with_metadata(items: list[ItemMeta]) -> list[ItemMeta]:
+    return [
+        dataclasses.replace(i, camera_id=str(n % 3), captured_at=1e9 + n, tags=("t", str(n % 2)))
+        for n, i in enumerate(items)
+    ]
+
+
 def test_rebuild_in_place(tmp_path: Path, bundle, new_bundle: Bundle, gallery: Gallery) -> None:
     path = tmp_path / "idx"
     with GalleryIndex.create(path, bundle.fingerprint, bundle.dim) as index:
-        index.add(gallery.vectors, gallery.items)
+        index.add(gallery.vectors, _with_metadata(gallery.items))
         index.remove([gallery.items[0].image_id])
     old_reader = GalleryIndex.open(path, bundle.fingerprint, bundle.dim)
     before = {i.image_id: i for i in old_reader.items()}
 
     with rebuild(path, new_bundle, progress=False, workers=0) as rebuilt:
         assert rebuilt.stats()["fingerprint"] == new_bundle.fingerprint != bundle.fingerprint
-        assert {i.image_id: i for i in rebuilt.items()} == before  # ids, persons, paths, hashes
+        # ids, persons, paths, hashes, cameras, capture times, tags
+        assert {i.image_id: i for i in rebuilt.items()} == before
         by_name = _vectors_by_name(rebuilt)
         names = list(before)
         vectors = np.stack([by_name[n] for n in names])
@@ -83,6 +92,30 @@ def test_rebuild_to_new_location_and_kind(
         assert old.stats()["count"] == 8 and old.stats()["kind"] == "flat"
     with pytest.raises(IndexStoreError, match="already holds an index"):
         rebuild(tmp_path / "idx", new_bundle, tmp_path / "new", workers=0)
+
+
+def test_rebuild_into_another_store(
+    tmp_path: Path, bundle, new_bundle: Bundle, gallery: Gallery
+) -> None:
+    """The path taken when Milvus is on either side, here from one FAISS folder to another:
+    every item read through the store API, encoded again, written with its metadata."""
+    from index.rebuild_store import rebuild_into
+
+    items = _with_metadata(_copied_gallery(tmp_path, gallery, 8))
+    with GalleryIndex.create(tmp_path / "idx", bundle.fingerprint, bundle.dim, "ivf") as index:
+        index.add(gallery.vectors[:8], items)
+    Path(items[0].source_path).unlink()
+    options = {"kind": None, "batch_size": 4, "workers": 0, "progress": False}
+    with pytest.raises(IndexStoreError, match="1 of 8 source images could not be read"):
+        rebuild_into(str(tmp_path / "idx"), new_bundle, str(tmp_path / "new"), **options,
+                     drop_unreadable=False)  # fmt: skip
+    assert not (tmp_path / "new").exists()
+    new = rebuild_into(
+        str(tmp_path / "idx"), new_bundle, str(tmp_path / "new"), **options, drop_unreadable=True
+    )
+    with new:
+        assert new.stats()["kind"] == "ivf" and new.fingerprint == new_bundle.fingerprint
+        assert list(new.items()) == items[1:]
 
 
 def test_unreadable_sources(tmp_path: Path, bundle, new_bundle: Bundle, gallery: Gallery) -> None:

@@ -1,0 +1,28 @@
+"""String literals and id lists in Milvus boolean expressions.
+
+Why a module of its own: ids and names go into expressions as text, and the engines disagree
+on escapes. milvus-lite's expression parser rejects ``\\uXXXX`` escapes, so non-ASCII stays as
+it is; and pymilvus's query iterator does not quote the ids it resumes from, so the store pages
+with expressions built here rather than with that iterator (see
+:func:`index.milvus_paging.iter_items`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+
+def quote(text: str) -> str:
+    """A Milvus string literal. Non-ASCII stays as it is: milvus-lite rejects ``\\u`` escapes."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def in_list(field: str, values: Sequence[str]) -> str:
+    """``field in [...]``: rows whose ``field`` is one of ``values``."""
+    return f"{field} in [{', '.join(quote(v) for v in values)}]"
+
+
+def after(field: str, value: str) -> str:
+    """``field > value``: the rows after ``value``, for keyset pagination."""
+    return f"{field} > {quote(value)}"

@@ -1,0 +1,75 @@
+"""One setting picks the gallery store: a folder is the embedded FAISS + SQLite store (the
+default); ``milvus://HOST:PORT[/COLLECTION]`` a Milvus server; a path ending in ``.db`` a
+milvus-lite file (the embedded Milvus engine, for one process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from index.errors import IndexStoreError
+from index.gallery_store import GalleryStore
+
+MILVUS_SCHEME = "milvus://"
+MILVUS_LITE_SUFFIX = ".db"
+DEFAULT_COLLECTION = "gallery"
+
+
+def store_kind(spec: str | Path) -> str:
+    """``faiss``, ``milvus`` (a server) or ``milvus-lite`` (a local file)."""
+    text = str(spec)
+    if text.startswith(MILVUS_SCHEME):
+        return "milvus"
+    if text.endswith(MILVUS_LITE_SUFFIX):
+        return "milvus-lite"
+    if "://" in text:
+        raise IndexStoreError(
+            f"unknown store {text!r}: use a folder, milvus://HOST:PORT[/COLLECTION] or FILE.db"
+        )
+    return "faiss"
+
+
+def milvus_target(spec: str | Path) -> tuple[str, str]:
+    """(client URI, collection) of a Milvus store setting."""
+    text = str(spec)
+    if store_kind(text) == "milvus-lite":
+        return str(Path(text).resolve()), DEFAULT_COLLECTION
+    rest = text[len(MILVUS_SCHEME) :]
+    address, _, collection = rest.partition("/")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise IndexStoreError(f"store {text!r}: expected milvus://HOST:PORT[/COLLECTION]")
+    collection = collection.strip("/") or DEFAULT_COLLECTION
+    if not collection.replace("_", "").isalnum() or collection[0].isdigit():
+        raise IndexStoreError(
+            f"store {text!r}: a collection name is letters, digits and '_', not first a digit"
+        )
+    return f"http://{host}:{port}", collection
+
+
+def create_store(
+    spec: str | Path, fingerprint: str, dim: int, kind: str = "flat", use_gpu: str = "auto"
+) -> GalleryStore:
+    """A new, empty store for vectors of the bundle ``fingerprint``."""
+    if store_kind(spec) == "faiss":
+        from index.gallery import GalleryIndex
+
+        return GalleryIndex.create(Path(spec), fingerprint, dim, kind, use_gpu)
+    from index.milvus_store import MilvusStore
+
+    return MilvusStore.create(*milvus_target(spec), fingerprint=fingerprint, dim=dim, kind=kind)
+
+
+def open_store(
+    spec: str | Path,
+    fingerprint: str | None = None,
+    dim: int | None = None,
+    use_gpu: str = "auto",
+) -> GalleryStore:
+    """An existing store; a ``fingerprint`` or ``dim`` given must match what it holds."""
+    if store_kind(spec) == "faiss":
+        from index.gallery import GalleryIndex
+
+        return GalleryIndex.open(Path(spec), fingerprint, dim, use_gpu)
+    from index.milvus_store import MilvusStore
+
+    return MilvusStore.open(*milvus_target(spec), fingerprint=fingerprint, dim=dim)
