@@ -71,7 +71,16 @@ def test_search_reply_shape(http: httpx.Client) -> None:
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True) and all(-1.01 <= s <= 1.01 for s in scores)
     assert body["model"] == http.get("/v1/info").json()["model"]
-    assert set(body["results"][0]) == {"image_id", "person_id", "score", "rank"}
+    assert set(body["results"][0]) == {
+        "image_id",
+        "person_id",
+        "camera_id",
+        "captured_at",
+        "score",
+        "rank",
+    }
+    # The data set's images carry no camera or capture time.
+    assert body["results"][0]["camera_id"] is None and body["results"][0]["captured_at"] is None
 
 
 def test_unique_persons_over_http(http: httpx.Client) -> None:

@@ -12,7 +12,7 @@ jobs:
   train ARGS...    python -m training train ARGS (under torchrun when NPROC_PER_NODE > 1)
   evaluate ARGS... python -m training evaluate ARGS
   export ARGS...   python -m training export ARGS
-  index ARGS...    python -m index ARGS (build, add, remove, info, search, rebuild)
+  index ARGS...    python -m index ARGS (build, add, remove, info, search, rebuild, migrate)
   help             this message
 
 Each job's --help lists its arguments, e.g. `train --help`, `index build --help`.

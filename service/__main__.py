@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m service",
         description="Serve the text-to-person search API and page. Configuration comes from "
-        "TPS_* environment variables (TPS_BUNDLE and TPS_INDEX_DIR are required).",
+        "TPS_* environment variables (TPS_BUNDLE, and TPS_STORE or TPS_INDEX_DIR, are required).",
     )
     parser.add_argument("--host", help="address to listen on (default: TPS_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: TPS_PORT or 8000)")

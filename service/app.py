@@ -61,16 +61,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def _refresh_loop(app: FastAPI, every_s: float) -> None:
-    """Pick up generations committed by other processes (a CLI adding to the same index)."""
+    """Pick up generations committed by other processes (a CLI adding to the same index folder).
+    A Milvus store answers every search from the server, so its refresh has nothing to do."""
     while True:
         await asyncio.sleep(every_s)
         runtime = app.state.runtime
         if runtime is None:
             return
         try:
-            if await asyncio.to_thread(runtime.index.refresh):
-                stats = await asyncio.to_thread(runtime.index.stats)
-                log.info("index refreshed: %d images", stats["count"])
+            if await asyncio.to_thread(runtime.store.refresh):
+                count = await asyncio.to_thread(runtime.store.count)
+                log.info("index refreshed: %d images", count)
         except IndexStoreError as err:
             log.warning("index refresh failed (still serving the last good state): %s", err)
 
@@ -80,8 +81,8 @@ def _bind_gauges(app: FastAPI, metrics: Metrics) -> None:
         runtime = app.state.runtime
         try:
             return float(read(runtime)) if runtime is not None else 0.0
-        except IndexStoreError:
-            return 0.0
+        except Exception:  # a store that cannot answer now (a Milvus server away): not a number
+            return float("nan")
 
     metrics.gauge(
         "tps_ready",
@@ -90,8 +91,8 @@ def _bind_gauges(app: FastAPI, metrics: Metrics) -> None:
     )
     metrics.gauge(
         "tps_index_images",
-        "Images in the gallery index.",
-        lambda: runtime_value(lambda r: r.index.stats()["count"]),
+        "Images in the gallery store.",
+        lambda: runtime_value(lambda r: r.store.count()),
     )
     metrics.gauge(
         "tps_query_queue_depth",

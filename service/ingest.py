@@ -1,12 +1,13 @@
 """Adding uploaded images to the gallery: all files of a request, or none of them.
 
-Order of work: check every file (decode fully) → settle duplicates and id conflicts by content
-hash, within the request and against the index, by the index's own rule (like the CLI's ingest,
+Order of work: check the form's fields (ids, camera, capture time, tags: they apply to every
+file) → check every file (decode fully) → settle duplicates and id conflicts by content
+hash, within the request and against the store, by the store's own rule (like the CLI's ingest,
 which settles re-added files before its encoder runs) → encode only what is new → write its
-files → one atomic index add. A duplicate is neither encoded nor written. A failure before the
-index add removes the files this request created, so a failed upload leaves neither a file nor an
-index row behind; a process killed in between leaves files no item names, which the next start
-removes (see service/storage.py).
+files → one atomic store add. A duplicate is neither encoded nor written (and keeps the
+metadata it has). A failure before the store add removes the files this request created, so a
+failed upload leaves neither a file nor a store row behind; a process killed in between leaves
+files no item names, which the next start removes (see service/storage.py).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from index.gallery_store import GalleryStore
 from index.items import ItemMeta
-from index.store import GalleryIndex
 from service.images import CheckedImage, ImageRejectedError, check_image
+from service.metadata import MetadataError, check_camera_id, parse_time, split_tags
 from service.runtime import Runtime
 from service.schemas import IMAGE_ID_REGEX, PERSON_ID_REGEX
 
@@ -51,6 +53,40 @@ Pending = tuple[CheckedImage, str]  # a checked upload and the image_id it is to
 class IngestResult:
     added: list[ItemMeta]
     duplicates: list[DuplicateRow]
+
+
+@dataclass(frozen=True)
+class UploadFields:
+    """The upload form's text fields, checked; all but image_id apply to every file."""
+
+    image_id: str | None = None
+    person_id: str | None = None
+    camera_id: str | None = None
+    captured_at: float | None = None  # seconds since the epoch, UTC
+    tags: tuple[str, ...] = ()
+
+
+def check_fields(
+    count: int,
+    image_id: str | None = None,
+    person_id: str | None = None,
+    camera_id: str | None = None,
+    captured_at: str | None = None,
+    tags: list[str] | None = None,
+) -> UploadFields:
+    """The form's values (stripped; blank is absent) as the store will keep them; the first bad
+    one is a 422 that names its field."""
+    validate_ids(count, image_id, person_id)
+    try:
+        return UploadFields(
+            image_id=image_id,
+            person_id=person_id,
+            camera_id=None if camera_id is None else check_camera_id(camera_id),
+            captured_at=None if captured_at is None else parse_time(captured_at),
+            tags=split_tags(tags or []),
+        )
+    except MetadataError as err:
+        raise UploadError(422, str(err)) from None
 
 
 def validate_ids(count: int, image_id: str | None, person_id: str | None) -> None:
@@ -84,12 +120,25 @@ def _encode(runtime: Runtime, images: list[CheckedImage]) -> np.ndarray:
     return runtime.encode_images_now([runtime.bundle.preprocess(img.image) for img in images])
 
 
+def _item(fields: UploadFields, image_id: str, path: Path, sha256: str) -> ItemMeta:
+    return ItemMeta(
+        image_id,
+        fields.person_id,
+        str(path),
+        sha256,
+        time.time(),
+        camera_id=fields.camera_id,
+        captured_at=fields.captured_at,
+        tags=fields.tags,
+    )
+
+
 def _write_and_add(
     runtime: Runtime,
     images: list[CheckedImage],
     vectors: np.ndarray,
     ids: list[str],
-    person_id: str | None,
+    fields: UploadFields,
 ) -> IngestResult:
     created: list[Path] = []
     with runtime.images.writing():
@@ -99,8 +148,8 @@ def _write_and_add(
                 path, was_created = runtime.images.write(img.sha256, img.suffix, img.data)
                 if was_created:
                     created.append(path)
-                items.append(ItemMeta(image_id, person_id, str(path), img.sha256, time.time()))
-            outcome = runtime.index.add(vectors, items)
+                items.append(_item(fields, image_id, path, img.sha256))
+            outcome = runtime.store.add(vectors, items)
         except BaseException:
             for path in created:
                 runtime.images.delete(path)
@@ -111,7 +160,7 @@ def _write_and_add(
             duplicates.append((new_id, existing_id, by_id[new_id].sha256))
             # The same bytes are already served from the existing item's own file.
             path = Path(by_id[new_id].source_path)
-            existing = runtime.index.get(existing_id)
+            existing = runtime.store.get(existing_id)
             if path in created and (existing is None or Path(existing.source_path) != path):
                 runtime.images.delete(path)
     return IngestResult([by_id[i] for i in outcome.added], duplicates)
@@ -135,42 +184,40 @@ def _split_repeats(
 
 
 def settle_known(
-    index: GalleryIndex, pending: list[Pending]
+    store: GalleryStore, pending: list[Pending]
 ) -> tuple[list[Pending], list[DuplicateRow]]:
-    """Settle what the index already holds before the encoder runs (hashing is far cheaper than
-    encoding), by the rule the index's add applies (GalleryIndex.plan_add): an id already indexed
+    """Settle what the store already holds before the encoder runs (hashing is far cheaper than
+    encoding), by the rule the store's add applies (GalleryStore.plan_add): an id already stored
     with the same bytes is a duplicate of itself, with other bytes a conflict
-    (:class:`ItemExistsError`, nothing added); bytes already indexed under another id are a
-    duplicate of that item. Returns (still to add, duplicates). Blocking (SQLite)."""
+    (:class:`ItemExistsError`, nothing added); bytes already stored under another id are a
+    duplicate of that item. Returns (still to add, duplicates). Blocking (SQLite or Milvus)."""
     provisional = [ItemMeta(new_id, None, "", img.sha256, 0.0) for img, new_id in pending]
-    keep, duplicates = index.plan_add(provisional)
+    keep, duplicates = store.plan_add(provisional)
     sha_of = {new_id: img.sha256 for img, new_id in pending}
     known = [(new_id, old_id, sha_of[new_id]) for new_id, old_id in duplicates.items()]
     return [pending[n] for n in keep], known
 
 
-async def _add_new(runtime: Runtime, todo: list[Pending], person_id: str | None) -> IngestResult:
-    """Encode, then write the files and add them to the index under the write lock."""
+async def _add_new(runtime: Runtime, todo: list[Pending], fields: UploadFields) -> IngestResult:
+    """Encode, then write the files and add them to the store under the write lock."""
     if not todo:
         return IngestResult([], [])
     images = [img for img, _ in todo]
     vectors = await asyncio.to_thread(_encode, runtime, images)
     async with runtime.write_lock:
         return await asyncio.to_thread(
-            _write_and_add, runtime, images, vectors, [i for _, i in todo], person_id
+            _write_and_add, runtime, images, vectors, [i for _, i in todo], fields
         )
 
 
-async def ingest(
-    runtime: Runtime, uploads: list[Upload], image_id: str | None, person_id: str | None
-) -> IngestResult:
+async def ingest(runtime: Runtime, uploads: list[Upload], fields: UploadFields) -> IngestResult:
+    """Add the files with the form's (already checked) fields; all or nothing."""
     s = runtime.settings
-    validate_ids(len(uploads), image_id, person_id)
     images = await asyncio.to_thread(check_all, uploads, s.max_pixels, s.max_image_side)
-    unique, repeats = _split_repeats(images, image_id)
-    todo, known = await asyncio.to_thread(settle_known, runtime.index, unique)
-    # The index still dedupes at the add, for bytes another writer added in the meantime.
-    result = await _add_new(runtime, todo, person_id)
+    unique, repeats = _split_repeats(images, fields.image_id)
+    todo, known = await asyncio.to_thread(settle_known, runtime.store, unique)
+    # The store still dedupes at the add, for bytes another writer added in the meantime.
+    result = await _add_new(runtime, todo, fields)
     order = {new_id: n for n, (_, new_id) in enumerate(unique)}
     duplicates = sorted(known + result.duplicates, key=lambda d: order[d[0]])
     # A repeat of a file that was itself a duplicate points at the item that really exists.
@@ -185,13 +232,13 @@ async def remove(runtime: Runtime, image_id: str) -> bool:
 
 
 def _remove_now(runtime: Runtime, image_id: str) -> bool:
-    item = runtime.index.get(image_id)
+    item = runtime.store.get(image_id)
     if item is None:
         return False
     with runtime.images.writing():
-        if image_id not in runtime.index.remove([image_id]):
+        if image_id not in runtime.store.remove([image_id]):
             return False
-        # The index dedupes by content, so no other item shares this file. Files outside the
+        # The store dedupes by content, so no other item shares this file. Files outside the
         # image folder (a data set the index was built from) are never deleted.
         runtime.images.delete(Path(item.source_path))
     return True

@@ -55,7 +55,7 @@ class Loader:
         try:
             await runtime.searcher.start()
             await warm_up(runtime)
-            stats = await asyncio.to_thread(runtime.index.stats)
+            stats = await asyncio.to_thread(runtime.store.stats)
         except Exception as err:
             log.exception("warm-up failed")
             await close_runtime(runtime)
@@ -94,13 +94,14 @@ def _log_ready(runtime: Runtime, stats: dict[str, Any], seconds: float) -> None:
         else "off"
     )
     log.info(
-        "ready in %.1f s: model %s (dim %d) on %s; index %s with %d images (%s%s); "
+        "ready in %.1f s: model %s (dim %d) on %s; %s store %s with %d images (%s%s); "
         "batching %s; writes %s; reads %s",
         seconds,
         runtime.fingerprint[:12],
         runtime.bundle.dim,
         runtime.bundle.device,
-        s.index_dir,
+        s.store_kind,
+        runtime.store.location,
         stats.get("count", 0),
         stats.get("kind", "?"),
         ", GPU" if stats.get("gpu") else "",

@@ -1,8 +1,10 @@
-"""What a running service holds: the bundle, the index, the searcher, the image files.
+"""What a running service holds: the bundle, the gallery store, the searcher, the image files.
 
 Built by the app's lifespan and kept on ``app.state.runtime``; loading and warming happen here so
 the routes only ever see a ready runtime. Text queries go through the runtime's one
-:class:`~service.query.Searcher`, which owns their whole path (service/query.py).
+:class:`~service.query.Searcher`, which owns their whole path (service/query.py). The gallery is
+whatever :func:`index.stores.open_store` opens (an index folder, a Milvus server, a milvus-lite
+file); everything here and in the routes uses only the GalleryStore protocol.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +23,9 @@ import torch
 from bundle.encoders import Bundle
 from bundle.format import BundleError, read_meta
 from index.errors import IndexMismatchError, IndexStoreError
-from index.store import GalleryIndex
+from index.gallery_store import GalleryStore
+from index.items import ItemMeta
+from index.stores import create_store, open_store
 from service.metrics import Metrics
 from service.query import Searcher
 from service.settings import Settings
@@ -37,12 +43,13 @@ class StartupError(Exception):
 class Runtime:
     settings: Settings
     bundle: Bundle
-    index: GalleryIndex
+    store: GalleryStore
     searcher: Searcher  # text queries: cross-request batches of encode + search, and widening
     images: ImageStore
     metrics: Metrics
     thumbnails: ThumbnailCache = field(default_factory=ThumbnailCache)
-    # One writer at a time: uploads and deletes each hold it across files + index.
+    # One writer at a time in this process: uploads and deletes each hold it across files +
+    # store; the image folder's lock (service/storage.py) does the same across processes.
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -50,9 +57,10 @@ class Runtime:
         return self.bundle.fingerprint
 
     def close_files(self) -> None:
-        """Release the index and the image folder. Blocking (closing SQLite may checkpoint its
-        log to disk): call it from a worker thread, never on the event loop."""
-        self.index.close()
+        """Release the store and the image folder. Blocking (closing SQLite may checkpoint its
+        log to disk, a Milvus client closes its channel): call it from a worker thread, never on
+        the event loop."""
+        self.store.close()
         self.images.close()
 
     def encode_images_now(self, tensors: list[torch.Tensor], batch: int = 32) -> np.ndarray:
@@ -74,72 +82,114 @@ def _load_bundle(settings: Settings) -> Bundle:
         ) from None
 
 
-def _open_index(settings: Settings, fingerprint: str, dim: int) -> GalleryIndex:
-    where = f"TPS_INDEX_DIR={settings.index_dir}"
-    if not Path(settings.index_dir).exists():
+def _open_store(settings: Settings, fingerprint: str, dim: int) -> GalleryStore:
+    where = settings.store_setting
+    spec = settings.store_spec
+    if settings.store_kind == "faiss" and not Path(spec).exists():
+        if settings.create_store:
+            return _create(settings, fingerprint, dim)
         raise StartupError(
             f"no index at {where}; build one with `python -m index build --bundle "
-            f"{settings.bundle} ... --out {settings.index_dir}`"
+            f"{settings.bundle} ... --out {spec}` (or set TPS_CREATE_STORE=true for an empty one)"
         )
     try:
-        return GalleryIndex.open(
-            settings.index_dir,
-            fingerprint=fingerprint,
-            dim=dim,
+        return open_store(spec, fingerprint=fingerprint, dim=dim, use_gpu=settings.index_gpu)
+    except IndexMismatchError as err:
+        raise _mismatch(settings, fingerprint, dim, err) from None
+    except IndexStoreError as err:
+        if settings.create_store and settings.store_kind != "faiss":
+            return _create(settings, fingerprint, dim, opening_failed=err)
+        raise StartupError(f"cannot open the gallery store ({where}): {err}") from None
+
+
+def _create(
+    settings: Settings, fingerprint: str, dim: int, opening_failed: Exception | None = None
+) -> GalleryStore:
+    """An empty store for the served bundle. Replicas starting together may race to create
+    one Milvus collection: whoever loses opens the winner's (and its checks still apply)."""
+    where = settings.store_setting
+    try:
+        store = create_store(
+            settings.store_spec,
+            fingerprint,
+            dim,
+            kind=settings.create_store_kind,
             use_gpu=settings.index_gpu,
         )
-    except IndexMismatchError as err:
-        raise StartupError(
-            f"the index ({where}) was not built by the model being served "
-            f"(TPS_BUNDLE={settings.bundle}, fingerprint {fingerprint[:12]}, dim {dim}): {err}. "
-            "Rebuild the index with this bundle, or serve the bundle that built it."
-        ) from None
     except IndexStoreError as err:
-        raise StartupError(f"cannot open the index ({where}): {err}") from None
+        if opening_failed is None:
+            raise StartupError(f"cannot create the gallery store ({where}): {err}") from None
+        try:
+            return open_store(settings.store_spec, fingerprint, dim, settings.index_gpu)
+        except IndexMismatchError as again:
+            raise _mismatch(settings, fingerprint, dim, again) from None
+        except IndexStoreError as again:
+            raise StartupError(
+                f"cannot open the gallery store ({where}): {again}; nor create it: {err}"
+            ) from None
+    log.info("created an empty gallery store at %s", store.location)
+    return store
+
+
+def _mismatch(settings: Settings, fingerprint: str, dim: int, err: Exception) -> StartupError:
+    return StartupError(
+        f"the index ({settings.store_setting}) was not built by the model being served "
+        f"(TPS_BUNDLE={settings.bundle}, fingerprint {fingerprint[:12]}, dim {dim}): {err}. "
+        "Rebuild the index with this bundle, or serve the bundle that built it."
+    )
 
 
 def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
-    """Load bundle and index, checking they belong together before the model is even built."""
+    """Load bundle and store, checking they belong together before the model is even built."""
     try:
         meta = read_meta(settings.bundle)
     except BundleError as err:
         raise StartupError(
             f"cannot read the bundle (TPS_BUNDLE={settings.bundle}): {err}"
         ) from None
-    # Cheap check first: a mismatched index fails in milliseconds, not after loading weights.
-    index = _open_index(settings, meta.fingerprint, meta.embed_dim)
+    # Cheap check first: a mismatched store fails in milliseconds, not after loading weights.
+    store = _open_store(settings, meta.fingerprint, meta.embed_dim)
     try:
         bundle = _load_bundle(settings)
     except BaseException:
-        index.close()
+        store.close()
         raise
     if bundle.fingerprint != meta.fingerprint:
-        index.close()
+        store.close()
         raise StartupError(f"the bundle at {settings.bundle} changed while it was being loaded")
     settings.images_path.mkdir(parents=True, exist_ok=True)
     images = ImageStore(settings.images_path)
-    _sweep_orphans(images, index)
+    _sweep_orphans(images, store, settings.sweep_grace_s)
     return Runtime(
         settings=settings,
         bundle=bundle,
-        index=index,
-        searcher=Searcher(bundle, index, metrics, settings),
+        store=store,
+        searcher=Searcher(bundle, store, metrics, settings),
         images=images,
         metrics=metrics,
     )
 
 
-def _sweep_orphans(images: ImageStore, index: GalleryIndex) -> None:
-    """Remove files that writes killed mid-way left behind (never visible, but never freed)."""
+def _sweep_orphans(images: ImageStore, store: GalleryStore, grace_s: float) -> None:
+    """Remove files that writes killed mid-way left behind (never visible, but never freed).
+    Best effort: a store that cannot answer now leaves them for the next start."""
     try:
-        removed = images.sweep(lambda: (item.sha256 for item in index.items()))
-    except (OSError, IndexStoreError) as err:
+        removed = images.sweep(partial(named_sha256, store), grace_s)
+    except Exception as err:  # OSError, IndexStoreError, or a Milvus client's own
         log.warning("cannot check %s for files of interrupted writes: %s", images.root, err)
         return
     if removed is None:
         log.info("another process is writing to %s: left it as it is", images.root)
     elif removed:
         log.warning("removed %d file(s) of interrupted writes from %s", len(removed), images.root)
+
+
+def named_sha256(store: GalleryStore, shas: Sequence[str]) -> set[str]:
+    """Which of these SHA-256s some gallery item holds, without reading the whole gallery: the
+    store's own duplicate check (plan_add) answers it for probes under ids no item has."""
+    probes = [ItemMeta(f".sweep-{sha}", None, "", sha, 0.0) for sha in shas]
+    _, duplicates = store.plan_add(probes)
+    return {probe.sha256 for probe in probes if probe.image_id in duplicates}
 
 
 async def warm_up(runtime: Runtime) -> None:

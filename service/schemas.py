@@ -8,10 +8,25 @@ calls invalid is refused, and what it calls valid is accepted.
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from index.filters import GalleryFilter
+from service.metadata import (
+    CAMERA_ID_REGEX,
+    MAX_FILTER_VALUES,
+    MAX_TAGS,
+    TAG_REGEX,
+    TIME_RULE,
+    MetadataError,
+    check_camera_id,
+    check_tag,
+    parse_time,
+)
 
 # Python's whitespace (str.isspace, str.strip), spelled out so that JSON Schema's regex dialect
 # and Python's agree on what a blank query or a padded form field is.
@@ -21,6 +36,7 @@ WHITESPACE = (
 NOT_BLANK = f"[^{WHITESPACE}]"
 IMAGE_ID_REGEX = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 PERSON_ID_REGEX = r"[^\x00-\x1f\x7f]{1,128}"
+PERSON_ID_PATTERN = re.compile(PERSON_ID_REGEX)
 
 QueryText = Annotated[
     str,
@@ -38,6 +54,165 @@ def _require_text(value: str) -> str:
     return value  # as sent: its length is what the limit counts; the tokenizer drops the spaces
 
 
+def _documented(schema: dict[str, Any]) -> Any:
+    """Schema keywords for the OpenAPI document only: the validators below check the values, so
+    that each refusal names its field in words."""
+    return Field(json_schema_extra=schema)
+
+
+def _anchored(regex: str) -> str:
+    return f"^(?:{regex})$"
+
+
+CameraIdText = Annotated[str, _documented({"pattern": _anchored(CAMERA_ID_REGEX)})]
+PersonIdText = Annotated[str, _documented({"pattern": _anchored(PERSON_ID_REGEX)})]
+TagText = Annotated[str, _documented({"pattern": _anchored(TAG_REGEX)})]
+TimeText = Annotated[str, _documented({"format": "date-time"})]
+
+
+def _values_of(item: Any, most: int) -> Any:
+    return Annotated[list[item], _documented({"minItems": 1, "maxItems": most})]
+
+
+FILTER_LISTS = {"camera_ids": check_camera_id, "person_ids": None, "tags": check_tag}
+FILTER_TIMES = ("captured_after", "captured_before")
+
+
+def _filter_error(message: str) -> PydanticCustomError:
+    return PydanticCustomError("invalid_filter", message)
+
+
+class SearchFilters(BaseModel):
+    """Which gallery images a search may return; every condition given must hold, and the
+    search returns the top k among the images that pass. An image without a camera, capture
+    time or tags never passes a condition on it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "camera_ids": ["lobby-1", "gate-2"],
+                    "captured_after": "2024-05-01T08:00:00Z",
+                    "captured_before": "2024-05-01T18:00:00Z",
+                    "tags": ["entrance"],
+                }
+            ]
+        },
+    )
+
+    camera_ids: _values_of(CameraIdText, MAX_FILTER_VALUES) | None = Field(
+        default=None, description="Images from any of these cameras."
+    )
+    captured_after: TimeText | None = Field(
+        default=None,
+        description="Images captured at or after this ISO 8601 time (no zone: UTC).",
+    )
+    captured_before: TimeText | None = Field(
+        default=None,
+        description="Images captured at or before this ISO 8601 time (no zone: UTC).",
+    )
+    person_ids: _values_of(PersonIdText, MAX_FILTER_VALUES) | None = Field(
+        default=None, description="Images of any of these persons."
+    )
+    tags: _values_of(TagText, MAX_TAGS) | None = Field(
+        default=None, description="Images carrying every one of these tags."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_shape(cls, data: Any) -> Any:
+        """Unknown keys and wrong types, refused with a message that names the field (the
+        schema refuses them too; pydantic's own words would not say which filter)."""
+        if not isinstance(data, dict):
+            raise _filter_error('filters must be an object, e.g. {"camera_ids": ["lobby-1"]}')
+        known = [*FILTER_LISTS, *FILTER_TIMES]
+        for key, value in data.items():
+            if key not in known:
+                raise _filter_error(f"filters.{key} is not a filter; use {', '.join(known)}")
+            if value is None:
+                continue
+            if key in FILTER_TIMES and not isinstance(value, str):
+                raise _filter_error(f"filters.{key} must be a string holding {TIME_RULE}")
+            if key in FILTER_LISTS and not (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)
+            ):
+                raise _filter_error(f"filters.{key} must be a list of strings")
+        return data
+
+    @field_validator(*FILTER_LISTS)
+    @classmethod
+    def _check_list(cls, values: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if values is None:
+            return None
+        name = f"filters.{info.field_name}"
+        most = MAX_TAGS if info.field_name == "tags" else MAX_FILTER_VALUES
+        if not values:
+            raise _filter_error(f"{name} is empty: leave it out, or list at least one value")
+        if len(values) > most:
+            raise _filter_error(f"{name}: at most {most} values, got {len(values)}")
+        for i, value in enumerate(values):
+            try:
+                _check_filter_value(info.field_name, value, f"{name}[{i}]")
+            except MetadataError as err:
+                raise _filter_error(str(err)) from None
+        return values
+
+    @field_validator(*FILTER_TIMES)
+    @classmethod
+    def _check_time(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            try:
+                parse_time(value, f"filters.{info.field_name}")
+            except MetadataError as err:
+                raise _filter_error(str(err)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_window(self) -> SearchFilters:
+        after, before = self.captured_after, self.captured_before
+        if after is not None and before is not None and parse_time(after) > parse_time(before):
+            raise _filter_error(
+                f"filters.captured_after ({after}) is later than filters.captured_before "
+                f"({before}): no image could pass"
+            )
+        return self
+
+    def gallery_filter(self) -> GalleryFilter | None:
+        """The store's filter, or None when no condition is given."""
+        found = GalleryFilter(
+            camera_ids=_tuple(self.camera_ids),
+            captured_after=_seconds(self.captured_after),
+            captured_before=_seconds(self.captured_before),
+            person_ids=_tuple(self.person_ids),
+            tags=_tuple(self.tags),
+        )
+        return None if found.is_empty else found
+
+
+def _check_filter_value(field: str, value: str, name: str) -> None:
+    check = FILTER_LISTS[field]
+    if check is not None:
+        check(value, name)
+    elif not PERSON_ID_PATTERN.fullmatch(value):
+        raise MetadataError(f"{name} must be 1-128 printable characters")
+
+
+def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)
+
+
+def _seconds(value: str | None) -> float | None:
+    return None if value is None else parse_time(value)
+
+
+FILTERS_FIELD = Field(
+    default=None,
+    description="Search only among the gallery images that pass these conditions.",
+)
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -52,6 +227,7 @@ class SearchRequest(BaseModel):
     unique_persons: bool = Field(
         default=False, description="Keep only the best-scoring image of each person."
     )
+    filters: SearchFilters | None = FILTERS_FIELD
 
     @field_validator("query")
     @classmethod
@@ -67,6 +243,9 @@ class BatchSearchRequest(BaseModel):
     )
     top_k: int = Field(default=10, ge=1)
     unique_persons: bool = False
+    filters: SearchFilters | None = Field(
+        default=None, description="Conditions every query's results must pass."
+    )
 
     @field_validator("queries")
     @classmethod
@@ -77,6 +256,8 @@ class BatchSearchRequest(BaseModel):
 class SearchHit(BaseModel):
     image_id: str
     person_id: str | None
+    camera_id: str | None = Field(description="The camera that took the image, if known.")
+    captured_at: datetime | None = Field(description="When it was taken (UTC), if known.")
     score: float = Field(description="Cosine similarity of query and image, in [-1, 1].")
     rank: int = Field(ge=1, description="1 for the best match.")
 
@@ -105,6 +286,9 @@ class GalleryItem(BaseModel):
     image_id: str
     person_id: str | None
     sha256: str
+    camera_id: str | None = Field(description="The camera that took the image, if known.")
+    captured_at: datetime | None = Field(description="When it was taken (UTC), if known.")
+    tags: list[str] = Field(description="Labels given at upload; filters can require them.")
 
 
 class GalleryItemDetail(GalleryItem):
@@ -131,7 +315,9 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: str = Field(description="ready, loading or failed.")
+    status: str = Field(
+        description="ready, loading, failed, or unavailable (the Milvus server does not answer)."
+    )
     detail: str | None = None
 
 
@@ -139,7 +325,10 @@ class ServiceInfo(BaseModel):
     model: str
     embed_dim: int
     context_length: int
-    index: dict = Field(description="Index statistics: count, kind, generation, gpu.")
+    index: dict = Field(
+        description="Gallery statistics: count, kind, store (faiss, milvus or milvus-lite), "
+        "and for a folder store version, generation, gpu."
+    )
     device: str
     batching: bool
     writes_enabled: bool
@@ -160,6 +349,12 @@ class ErrorResponse(BaseModel):
 def _padded(regex: str) -> str:
     """A form field matching ``regex`` once stripped, or blank (which counts as not sent)."""
     return f"^[{WHITESPACE}]*({regex})?[{WHITESPACE}]*$"
+
+
+def _tag_list() -> str:
+    """One tags form field: tags separated by commas, blanks and padding allowed."""
+    space, gap = f"[{WHITESPACE}]", f"[{WHITESPACE},]"
+    return f"^{gap}*(?:{TAG_REGEX}(?:{space}*,{gap}*{TAG_REGEX})*)?{gap}*$"
 
 
 UPLOAD_REQUEST_BODY = {
@@ -189,6 +384,31 @@ UPLOAD_REQUEST_BODY = {
                         "description": "Id for the image; only with exactly one file: 1-128 "
                         "letters, digits, '.', '_' or '-', starting with a letter or digit. "
                         "Default: derived from the file's SHA-256.",
+                    },
+                    "camera_id": {
+                        "type": "string",
+                        "pattern": _padded(CAMERA_ID_REGEX),
+                        "description": "The camera that took the images (optional, same for all "
+                        "files): 1-128 letters, digits, '.', '_', ':', '/' or '-', starting with "
+                        "a letter or digit.",
+                    },
+                    "captured_at": {
+                        # Blank, like every form field here, counts as not sent.
+                        "anyOf": [
+                            {"type": "string", "format": "date-time"},
+                            {"type": "string", "pattern": f"^[{WHITESPACE}]*$"},
+                        ],
+                        "description": "When the images were taken (optional, same for all "
+                        "files): an ISO 8601 time; one without a zone is UTC.",
+                    },
+                    # One text field here: multipart cannot tell a one-element array from a
+                    # string. Sending the field several times adds up (documented in words).
+                    "tags": {
+                        "type": "string",
+                        "pattern": _tag_list(),
+                        "description": "Labels for every file (optional): comma-separated (the "
+                        f"field may also be repeated); at most {MAX_TAGS}, each 1-64 letters, "
+                        "digits, '.', '_', ':' or '-', starting with a letter or digit.",
                     },
                 },
             }

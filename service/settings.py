@@ -1,4 +1,10 @@
-"""Service configuration: one settings class, read from ``TPS_*`` environment variables."""
+"""Service configuration: one settings class, read from ``TPS_*`` environment variables.
+
+The gallery lives in one store: ``TPS_STORE`` names it (a folder, a Milvus server or a
+milvus-lite file, see index/stores.py); unset, it is the ``TPS_INDEX_DIR`` folder, as before
+there was a choice. Uploaded image files live in ``TPS_IMAGE_DIR``, which several replicas of a
+Milvus-backed service share.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,18 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from index.errors import IndexStoreError
+from index.stores import milvus_target, store_kind
+
 MB = 1024 * 1024
+# Orphan files younger than this survive the start-up sweep of a Milvus-backed service, whose
+# image folder other replicas write to (see service/storage.py for why the lock comes first).
+SHARED_SWEEP_GRACE_S = 900.0
 
 
 class Settings(BaseSettings):
-    """Everything the service needs to start; ``TPS_BUNDLE`` and ``TPS_INDEX_DIR`` are required."""
+    """Everything the service needs to start: ``TPS_BUNDLE``, and ``TPS_STORE`` or
+    ``TPS_INDEX_DIR``."""
 
     model_config = SettingsConfigDict(
         env_prefix="TPS_",
@@ -24,9 +37,35 @@ class Settings(BaseSettings):
 
     # What to serve.
     bundle: Path = Field(description="Inference bundle folder (from `python -m training export`).")
-    index_dir: Path = Field(description="Gallery index folder (from `python -m index build`).")
+    store: str | None = Field(
+        default=None,
+        description="The gallery store: an index folder, milvus://HOST:PORT[/COLLECTION] (a "
+        "Milvus server several replicas may share) or FILE.db (a milvus-lite file). "
+        "Default: TPS_INDEX_DIR.",
+    )
+    index_dir: Path | None = Field(
+        default=None,
+        description="Gallery index folder (from `python -m index build`), when TPS_STORE is unset.",
+    )
     image_dir: Path | None = Field(
-        default=None, description="Where uploaded images are stored; default <index_dir>/images."
+        default=None,
+        description="Where uploaded images are stored; default <index folder>/images, "
+        "<FILE>-images next to a milvus-lite file; required with a Milvus server.",
+    )
+    create_store: bool = Field(
+        default=False,
+        description="Create an empty store for the served bundle when none exists yet.",
+    )
+    create_store_kind: str = Field(
+        default="flat",
+        description="The index kind of a store TPS_CREATE_STORE creates: flat, ivf or hnsw; on a "
+        "Milvus GPU server also gpu_cagra or gpu_brute_force.",
+    )
+    orphan_grace_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="The start-up sweep removes only orphan files older than this; default 0 "
+        f"for a folder or milvus-lite store, {SHARED_SWEEP_GRACE_S:g} for a Milvus server.",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     index_gpu: Literal["auto", "always", "never"] = Field(
@@ -76,6 +115,19 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("store", mode="before")
+    @classmethod
+    def _check_store(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                if store_kind(value) != "faiss":
+                    milvus_target(value)
+            except IndexStoreError as err:
+                raise ValueError(str(err)) from None
+        return value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -85,14 +137,73 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:
+        self._resolve_store()
         if self.image_dir is None:
-            self.image_dir = self.index_dir / "images"
+            self.image_dir = self._default_image_dir()
         if self.max_batch_queries > self.batch_queue_size:
             raise ValueError(
                 f"max_batch_queries ({self.max_batch_queries}) must not exceed "
                 f"batch_queue_size ({self.batch_queue_size}): such a request could never be queued"
             )
         return self
+
+    def _resolve_store(self) -> None:
+        if self.store is None:
+            if self.index_dir is None:
+                raise ValueError(
+                    "no gallery: set TPS_INDEX_DIR (an index folder) or TPS_STORE (a folder, "
+                    "milvus://HOST:PORT[/COLLECTION] or FILE.db)"
+                )
+            return
+        if store_kind(self.store) == "faiss":
+            folder = Path(self.store)
+            if self.index_dir is not None and self.index_dir != folder:
+                raise ValueError(
+                    f"TPS_STORE ({self.store}) and TPS_INDEX_DIR ({self.index_dir}) name "
+                    "different folders: set one of them"
+                )
+            self.index_dir = folder
+        elif self.index_dir is not None:
+            raise ValueError(
+                f"TPS_INDEX_DIR ({self.index_dir}) names an index folder, but TPS_STORE "
+                f"({self.store}) is a Milvus store: unset TPS_INDEX_DIR"
+            )
+
+    def _default_image_dir(self) -> Path:
+        if self.index_dir is not None:
+            return self.index_dir / "images"
+        assert self.store is not None  # _resolve_store
+        if store_kind(self.store) == "milvus-lite":
+            lite = Path(self.store)
+            return lite.with_name(f"{lite.stem}-images")
+        raise ValueError(
+            f"TPS_IMAGE_DIR is required with a Milvus server (TPS_STORE={self.store}): the folder "
+            "for uploaded images, the same for every replica"
+        )
+
+    @property
+    def store_spec(self) -> str:
+        """What index.stores.open_store opens: TPS_STORE, or the TPS_INDEX_DIR folder."""
+        return self.store if self.store is not None else str(self.index_dir)
+
+    @property
+    def store_setting(self) -> str:
+        """The setting that named the store, for messages: ``TPS_STORE=...`` or
+        ``TPS_INDEX_DIR=...``."""
+        if self.store is not None:
+            return f"TPS_STORE={self.store}"
+        return f"TPS_INDEX_DIR={self.index_dir}"
+
+    @property
+    def store_kind(self) -> str:
+        """``faiss``, ``milvus`` (a server) or ``milvus-lite`` (a file)."""
+        return store_kind(self.store_spec)
+
+    @property
+    def sweep_grace_s(self) -> float:
+        if self.orphan_grace_s is not None:
+            return self.orphan_grace_s
+        return SHARED_SWEEP_GRACE_S if self.store_kind == "milvus" else 0.0
 
     @property
     def images_path(self) -> Path:

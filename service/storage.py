@@ -1,10 +1,27 @@
 """Uploaded image files on disk, named by their SHA-256 (never by anything a client sent).
 
-A write puts the files on disk first and commits the index rows after; a delete commits first
-and removes the file after. A process killed in between leaves a file that no index item names
-(an orphan: never served, since only files the index lists are). Writers hold a shared lock on
-the store's folder from the first file to the commit, so :meth:`ImageStore.sweep`, run at
-start-up under the exclusive lock, can tell such orphans from a write still in progress.
+A write puts the files on disk first and commits the gallery store's rows after; a delete
+commits first and removes the file after. A process killed in between leaves a file that no
+gallery item names (an orphan: never served, since only files the store lists are).
+
+Every writer holds an exclusive ``flock`` on the folder from its first file to its commit (a
+delete: from its commit to the file's removal). Several service replicas may share the folder
+(one Milvus-backed gallery), so this lock does two jobs:
+
+- writes of all replicas are serialized, which makes the store's check-then-add (dedupe by
+  content, image_id conflicts) atomic across replicas, and keeps one replica from deleting a
+  file whose bytes another is just committing under a new id;
+- :meth:`ImageStore.sweep`, run at start-up, decides under the same lock, taken without waiting
+  (it skips if anyone writes): a file the store does not name while no write is in progress is
+  one no write can still name. The long part, asking the store about every file, runs before
+  the lock, so other replicas' uploads wait only for the re-check of the few files that looked
+  unnamed.
+
+``flock`` reaches every process on one host (a compose project's containers share the kernel)
+and NFSv4 clients; where replicas on several hosts share a folder over a filesystem whose locks
+do not reach across hosts, the sweep's grace period is the guard: only files older than it are
+touched (the default for a Milvus server is 15 minutes, far longer than any write holds a file
+before its commit).
 
 Files and folders get the modes the index's own get (bundle/fsio.py): 0o666 and 0o777 less the
 process umask, so whoever may read the index may read its images too.
@@ -16,7 +33,8 @@ import fcntl
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +43,9 @@ from bundle.fsio import fsync_dir
 _SHARD = re.compile(r"^[0-9a-f]{2}$")
 _STORED = re.compile(r"^([0-9a-f]{64})\.[a-z]+$")
 _PARTIAL = re.compile(r"^\.upload-.*\.part$")
+SWEEP_PAGE = 500  # SHA-256s per question to the store
+
+Named = Callable[[Sequence[str]], set[str]]  # of these SHA-256s, those a gallery item names
 
 
 class ImageStore:
@@ -45,41 +66,44 @@ class ImageStore:
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """Held (shared) across one write: from its first file to its index commit, or from a
-        delete's index commit to the file's removal. The sweep runs only while no one holds it."""
+        """Held (exclusively, across processes) over one write: from its first file to its
+        store commit, or from a delete's store commit to the file's removal. Threads of one
+        process share the lock (it belongs to the open folder), so callers serialize their own
+        writes (the runtime's write lock)."""
         fd = self._lock()
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def sweep(self, indexed_sha256: Callable[[], Iterable[str]]) -> list[Path] | None:
-        """Delete partial writes and stored files whose SHA-256 no index item has.
+    def sweep(self, named: Named, grace_s: float = 0.0) -> list[Path] | None:
+        """Delete partial writes, and stored files whose SHA-256 no gallery item names, of those
+        last modified more than ``grace_s`` seconds ago.
 
-        ``indexed_sha256`` is read only once the exclusive lock is held, so it sees every
-        commit of every finished write. Returns the deleted paths, or None (nothing touched)
+        ``named(shas)`` answers which of the given SHA-256s the gallery holds. The folder is
+        listed and the store asked about every file without the lock (a large gallery may take
+        a while, and every replica's uploads wait for the lock); then, holding the exclusive
+        lock, the store is asked again about the files that looked unnamed, so a commit that
+        landed in between saves its file. Returns the deleted paths, or None (nothing touched)
         when another process is writing right now. Files of other names are never touched.
         """
+        stored, partial = self._listing()
+        cutoff = time.time() - grace_s
+        if grace_s > 0:
+            stored = {sha: _older_than(paths, cutoff) for sha, paths in stored.items()}
+            stored = {sha: paths for sha, paths in stored.items() if paths}
+        unnamed = _unnamed(named, stored)
         fd = self._lock()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return None
         try:
-            stored: dict[str, list[Path]] = {}
-            doomed: list[Path] = []
-            for shard in self.root.iterdir():
-                if not (_SHARD.match(shard.name) and shard.is_dir()):
-                    continue
-                for entry in shard.iterdir():
-                    if _PARTIAL.match(entry.name):
-                        doomed.append(entry)
-                    elif (m := _STORED.match(entry.name)) and m.group(1).startswith(shard.name):
-                        stored.setdefault(m.group(1), []).append(entry)
-            for sha in indexed_sha256():
-                stored.pop(sha, None)
-            doomed += [path for paths in stored.values() for path in paths]
+            still = _unnamed(named, unnamed)  # the decision, under the lock
+            doomed = partial + [path for paths in still.values() for path in paths]
+            # A write may have reused a file (making it young) before we took the lock.
+            doomed = _older_than(doomed, cutoff) if grace_s > 0 else doomed
             for path in doomed:
                 path.unlink(missing_ok=True)
             for shard in {path.parent for path in doomed}:
@@ -87,6 +111,20 @@ class ImageStore:
             return doomed
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _listing(self) -> tuple[dict[str, list[Path]], list[Path]]:
+        """(SHA-256 → stored files, partial writes) in the folder."""
+        stored: dict[str, list[Path]] = {}
+        partial: list[Path] = []
+        for shard in self.root.iterdir():
+            if not (_SHARD.match(shard.name) and shard.is_dir()):
+                continue
+            for entry in shard.iterdir():
+                if _PARTIAL.match(entry.name):
+                    partial.append(entry)
+                elif (m := _STORED.match(entry.name)) and m.group(1).startswith(shard.name):
+                    stored.setdefault(m.group(1), []).append(entry)
+        return stored, partial
 
     def path_for(self, sha256: str, suffix: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -97,7 +135,7 @@ class ImageStore:
         """Write atomically and durably; returns (path, created). Same bytes, same name: an
         existing file is left as it is."""
         path = self.path_for(sha256, suffix)
-        if path.is_file():
+        if path.is_file() and _touch(path):
             return path, False
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _new_partial(path.parent)
@@ -128,6 +166,38 @@ class ImageStore:
         except FileNotFoundError:
             return False
         return True
+
+
+def _touch(path: Path) -> bool:
+    """Mark an existing file as used now (the sweep's grace period counts from the last write
+    that used it); False when it is gone."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    except OSError:  # another user's file: still there, only its time stays
+        pass
+    return True
+
+
+def _unnamed(named: Named, stored: dict[str, list[Path]]) -> dict[str, list[Path]]:
+    """The entries of ``stored`` whose SHA-256 the gallery does not name, asked in pages."""
+    shas = sorted(stored)
+    known: set[str] = set()
+    for start in range(0, len(shas), SWEEP_PAGE):
+        known |= named(shas[start : start + SWEEP_PAGE])
+    return {sha: paths for sha, paths in stored.items() if sha not in known}
+
+
+def _older_than(paths: list[Path], cutoff: float) -> list[Path]:
+    old = []
+    for path in paths:
+        try:
+            if path.stat().st_mtime < cutoff:
+                old.append(path)
+        except FileNotFoundError:
+            continue
+    return old
 
 
 def _new_partial(folder: Path) -> tuple[int, Path]:

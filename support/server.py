@@ -71,6 +71,14 @@ class ServiceProcess:
         code, self.proc = self.proc.returncode, None
         return code
 
+    def kill(self) -> int | None:
+        """SIGKILL: no shutdown code runs, as in a crash or an OOM kill."""
+        if self.proc is None:
+            return None
+        self.proc.kill()
+        code, self.proc = self.proc.wait(), None
+        return code
+
     def restart(self) -> ServiceProcess:
         self.stop()
         return self.start().wait_ready()
@@ -90,6 +98,13 @@ def service_env(bundle: Path, index_dir: Path, **extra: str) -> dict[str, str]:
         "TPS_LOG_LEVEL": "info",
     }
     env.update(extra)
+    return env
+
+
+def store_env(bundle: Path, store: str, image_dir: Path, **extra: str) -> dict[str, str]:
+    """service_env for a store named by TPS_STORE (a Milvus server, a milvus-lite file)."""
+    env = service_env(bundle, Path(), TPS_STORE=store, TPS_IMAGE_DIR=str(image_dir), **extra)
+    del env["TPS_INDEX_DIR"]
     return env
 
 

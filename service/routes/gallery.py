@@ -1,12 +1,14 @@
 """The gallery: add images (multipart upload), read their metadata and pixels, delete them.
 
-The reads are plain ``def`` routes: FastAPI runs them in its threadpool, so their manifest look-ups
-(SQLite) and file reads never block the event loop. The writes are ``async`` for the multipart
-parsing and hand every index and file call to a worker thread (service/ingest.py).
+The reads are plain ``def`` routes: FastAPI runs them in its threadpool, so their store look-ups
+(SQLite, or a Milvus query) and file reads never block the event loop. The writes are ``async``
+for the multipart parsing and hand every store and file call to a worker thread
+(service/ingest.py).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -20,7 +22,8 @@ from index.errors import ItemExistsError
 from index.items import ItemMeta
 from service.deps import RuntimeDep
 from service.images import IMAGE_MEDIA_TYPES, ImageRejectedError, media_type, thumbnail
-from service.ingest import Upload, UploadError, ingest, remove
+from service.ingest import Upload, UploadError, UploadFields, check_fields, ingest, remove
+from service.metadata import as_utc
 from service.runtime import Runtime
 from service.schemas import (
     UPLOAD_REQUEST_BODY,
@@ -36,17 +39,19 @@ router = APIRouter(prefix="/v1/gallery", tags=["gallery"])
 
 UPLOAD_DESCRIPTION = """\
 Add one or more images to the gallery in a `multipart/form-data` body: files in the field
-`files`, optionally `person_id` (applies to every file) and `image_id` (only with one file;
-by default the id is derived from the file's SHA-256).
+`files`, optionally `person_id`, `camera_id`, `captured_at` (ISO 8601; no zone means UTC) and
+`tags` (comma-separated, or the field repeated), which apply to every file, and `image_id`
+(only with one file; by default the id is derived from the file's SHA-256). Searches can filter
+on camera, capture time, person and tags.
 
 **All or nothing:** every file is decoded and checked before anything is written. If any file
 is rejected (unsupported or corrupt image, too many pixels, body too large), the whole request
 fails and neither files nor index entries are added. When the reply arrives, the images are
 stored on disk and searchable.
 
-Files whose exact bytes are already in the gallery are not added again; they are listed under
-`duplicates`. The status is 201 when anything was added, 200 when every file was a duplicate.
-Needs the `X-API-Key` header.
+Files whose exact bytes are already in the gallery are not added again (and keep their own
+metadata); they are listed under `duplicates`. The status is 201 when anything was added,
+200 when every file was a duplicate. Needs the `X-API-Key` header.
 """
 
 NOT_READY = {503: {"model": ErrorResponse, "description": "Model and index are still loading."}}
@@ -74,9 +79,10 @@ def _form_text(form, name: str) -> str | None:
     return value.strip() or None
 
 
-async def _read_uploads(
-    request: Request, runtime: Runtime
-) -> tuple[list[Upload], str | None, str | None]:
+FORM_FIELDS = ("files", "person_id", "image_id", "camera_id", "captured_at", "tags")
+
+
+async def _read_uploads(request: Request, runtime: Runtime) -> tuple[list[Upload], UploadFields]:
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise HTTPException(
@@ -85,7 +91,7 @@ async def _read_uploads(
         )
     form = await _parse_form(request, runtime.settings.max_files)
     try:
-        extra = sorted({k for k in form if k not in ("files", "person_id", "image_id")})
+        extra = sorted({k for k in form if k not in FORM_FIELDS})
         if extra:
             raise HTTPException(422, f"unknown form field(s): {', '.join(extra)}")
         uploads = []
@@ -94,12 +100,27 @@ async def _read_uploads(
                 raise HTTPException(422, "the field 'files' must hold files, not text")
             name = (part.filename or "upload")[:100]
             uploads.append(Upload(name=name, data=await part.read()))
-        return uploads, _form_text(form, "image_id"), _form_text(form, "person_id")
+        tags = form.getlist("tags")
+        if not all(isinstance(t, str) for t in tags):
+            raise HTTPException(422, "the form field 'tags' must be text, not a file")
+        try:
+            fields = check_fields(
+                len(uploads),
+                image_id=_form_text(form, "image_id"),
+                person_id=_form_text(form, "person_id"),
+                camera_id=_form_text(form, "camera_id"),
+                captured_at=_form_text(form, "captured_at"),
+                tags=[str(t) for t in tags],
+            )
+        except UploadError as err:
+            runtime.metrics.rejected.labels(reason=f"upload_{err.status}").inc()
+            raise HTTPException(err.status, err.message) from None
+        return uploads, fields
     finally:
         await form.close()
 
 
-MAX_FORM_FIELDS = 8  # text fields; only person_id and image_id mean anything
+MAX_FORM_FIELDS = 8  # text fields: five names mean something, tags may repeat
 MAX_FIELD_BYTES = 4096
 
 
@@ -140,29 +161,47 @@ async def _parse_form(request: Request, max_files: int) -> FormData:
     dependencies=[Depends(require_write_key)],
 )
 async def upload(request: Request, runtime: RuntimeDep) -> JSONResponse:
-    uploads, image_id, person_id = await _read_uploads(request, runtime)
+    uploads, fields = await _read_uploads(request, runtime)
     try:
-        result = await ingest(runtime, uploads, image_id, person_id)
+        result = await ingest(runtime, uploads, fields)
     except UploadError as err:
         runtime.metrics.rejected.labels(reason=f"upload_{err.status}").inc()
         raise HTTPException(err.status, err.message) from None
     except ItemExistsError as err:
         raise HTTPException(status.HTTP_409_CONFLICT, str(err)) from None
     body = UploadResponse(
-        added=[
-            GalleryItem(image_id=i.image_id, person_id=i.person_id, sha256=i.sha256)
-            for i in result.added
-        ],
+        added=[_gallery_item(i) for i in result.added],
         duplicates=[
             Duplicate(image_id=n, existing_image_id=e, sha256=h) for n, e, h in result.duplicates
         ],
     )
     code = status.HTTP_201_CREATED if result.added else status.HTTP_200_OK
-    return JSONResponse(body.model_dump(), status_code=code)
+    return JSONResponse(body.model_dump(mode="json"), status_code=code)
+
+
+def _gallery_item(item: ItemMeta) -> GalleryItem:
+    return GalleryItem(
+        image_id=item.image_id,
+        person_id=item.person_id,
+        sha256=item.sha256,
+        camera_id=item.camera_id,
+        captured_at=as_utc(item.captured_at),
+        tags=list(item.tags),
+    )
+
+
+# No gallery id holds a control character (uploads: IMAGE_ID_REGEX; the index CLI: file paths),
+# and a store's query language may have no way to spell one (milvus-lite refuses the escape), so
+# such an id is answered 404 without a look-up.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def could_exist(image_id: str) -> bool:
+    return _CONTROL.search(image_id) is None
 
 
 def _item_or_404(runtime: Runtime, image_id: str) -> ItemMeta:
-    item = runtime.index.get(image_id)
+    item = runtime.store.get(image_id) if could_exist(image_id) else None
     if item is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery image with id {image_id!r}")
     return item
@@ -177,8 +216,8 @@ def _image_url(request: Request, image_id: str) -> str:
     "/{image_id:path}/image",
     name="gallery_image",
     summary="The stored image, or a JPEG thumbnail",
-    description="Serves only files recorded in the index. `thumb=1` gives a thumbnail of the "
-    "default size; `size=N` one whose longer side is at most N pixels.",
+    description="Serves only files recorded in the gallery store. `thumb=1` gives a thumbnail of "
+    "the default size; `size=N` one whose longer side is at most N pixels.",
     responses={
         200: {"content": {media: {} for media in IMAGE_MEDIA_TYPES}},
         304: {"description": "The thumbnail named by If-None-Match has not changed."},
@@ -237,9 +276,7 @@ def gallery_item(request: Request, image_id: str, runtime: RuntimeDep) -> Galler
     item = _item_or_404(runtime, image_id)
     url = _image_url(request, item.image_id)
     return GalleryItemDetail(
-        image_id=item.image_id,
-        person_id=item.person_id,
-        sha256=item.sha256,
+        **_gallery_item(item).model_dump(),
         added_at=item.added_at,
         image_url=url,
         thumbnail_url=f"{url}?thumb=1",
@@ -251,12 +288,12 @@ def gallery_item(request: Request, image_id: str, runtime: RuntimeDep) -> Galler
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Remove an image from the gallery",
-    description="Removes the index entry and, for uploaded images, the stored file. "
+    description="Removes the gallery entry and, for uploaded images, the stored file. "
     "Needs the `X-API-Key` header.",
     responses={404: {"model": ErrorResponse}} | {k: UPLOAD_ERRORS[k] for k in (401, 403, 503)},
     dependencies=[Depends(require_write_key)],
 )
 async def delete_item(image_id: str, runtime: RuntimeDep) -> Response:
-    if not await remove(runtime, image_id):
+    if not could_exist(image_id) or not await remove(runtime, image_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery image with id {image_id!r}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

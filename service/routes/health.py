@@ -1,10 +1,15 @@
 """Liveness, readiness, metrics and a description of what is being served.
 
-Routes that read the index (its stats, also behind the metrics' gauges) are plain ``def``: FastAPI
-runs them in its threadpool, so a slow read never holds up the event loop.
+Routes that read the store (its stats, also behind the metrics' gauges) are plain ``def``: FastAPI
+runs them in its threadpool, so a slow read never holds up the event loop. With a Milvus server
+behind it, readiness also asks the server for its count (in a worker thread, with a deadline): a
+replica that cannot reach the shared gallery says 503, so a load balancer stops sending it
+searches, and says 200 again once the server answers.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -17,6 +22,7 @@ from service.security import require_read_key
 router = APIRouter(tags=["health"])
 
 PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE  # the Prometheus text format, version 0.0.4
+STORE_CHECK_S = 3.0  # a readiness probe's answer comes well within the probe's own timeout
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
@@ -28,14 +34,27 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Readiness,
     summary="Model and index are loaded and warmed",
-    responses={503: {"model": Readiness, "description": "Still loading, or loading failed."}},
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "Still loading, loading failed, or the Milvus server does not answer.",
+        }
+    },
 )
 async def readyz(request: Request) -> JSONResponse:
     loader = request.app.state.loader
-    ready = request.app.state.runtime is not None
-    body = Readiness(status=loader.state, detail=None if ready else loader.describe())
-    code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
-    return JSONResponse(body.model_dump(), status_code=code)
+    runtime = request.app.state.runtime
+    if runtime is None:
+        body = Readiness(status=loader.state, detail=loader.describe())
+        return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+    if runtime.settings.store_kind == "milvus":
+        try:
+            await asyncio.wait_for(asyncio.to_thread(runtime.store.count), STORE_CHECK_S)
+        except Exception as err:  # a timeout, or whatever the client raises for a lost server
+            detail = f"the gallery store ({runtime.store.location}) does not answer: {err!r}"
+            body = Readiness(status="unavailable", detail=detail[:500])
+            return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+    return JSONResponse(Readiness(status=loader.state).model_dump())
 
 
 @router.get(
@@ -57,12 +76,12 @@ def metrics(request: Request) -> Response:
 )
 def info(runtime: RuntimeDep) -> ServiceInfo:
     s = runtime.settings
-    stats = runtime.index.stats()
+    stats = runtime.store.stats()
     return ServiceInfo(
         model=runtime.fingerprint,
         embed_dim=runtime.bundle.dim,
         context_length=runtime.bundle.meta.context_length,
-        index={k: stats.get(k) for k in ("count", "kind", "version", "generation", "gpu")},
+        index={k: stats.get(k) for k in ("count", "kind", "store", "version", "generation", "gpu")},
         device=str(runtime.bundle.device),
         batching=s.batching,
         writes_enabled=s.writes_enabled,

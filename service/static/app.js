@@ -71,7 +71,8 @@ function card(hit) {
   const who = document.createElement("span");
   who.className = "who";
   who.textContent = hit.person_id ? `person ${hit.person_id}` : "unknown person";
-  who.title = hit.image_id;
+  // Where and when, when the gallery knows (camera_id, captured_at in UTC).
+  who.title = [hit.image_id, hit.camera_id, hit.captured_at].filter(Boolean).join(" · ");
   meta.append(score, who);
   li.append(frame, meta);
   return li;

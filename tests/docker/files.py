@@ -14,6 +14,8 @@ DOCKERFILE = DOCKER / "Dockerfile"
 ENTRYPOINT = DOCKER / "entrypoint.sh"
 COMPOSE = DOCKER / "compose.yaml"
 COMPOSE_GPU = DOCKER / "compose.gpu.yaml"
+COMPOSE_MILVUS = DOCKER / "compose.milvus.yaml"
+COMPOSE_MILVUS_GPU = DOCKER / "compose.milvus.gpu.yaml"
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,6 @@ import fcntl
 import hashlib
 from pathlib import Path
 
-import pytest
-
 from service.storage import ImageStore
 
 
@@ -34,7 +32,7 @@ def test_sweep_removes_orphans_and_partial_writes_only(tmp_path: Path) -> None:
     misplaced.parent.mkdir(exist_ok=True)
     misplaced.write_bytes(b"kept")
 
-    removed = store.sweep(lambda: [hashlib.sha256(b"kept").hexdigest()])
+    removed = store.sweep(lambda shas: {hashlib.sha256(b"kept").hexdigest()} & set(shas))
 
     assert set(removed or []) == {orphan, partial}
     assert kept.is_file() and all(p.is_file() for p in [*unrelated, misplaced])
@@ -44,19 +42,29 @@ def test_sweep_waits_for_no_writer_and_touches_nothing_while_one_writes(tmp_path
     server, restarted = ImageStore(tmp_path / "images"), ImageStore(tmp_path / "images")
     with server.writing():
         written = stored(server, b"written, not yet committed")
-        assert restarted.sweep(lambda: []) is None
+        assert restarted.sweep(lambda shas: set()) is None
         assert written.is_file()
-    assert restarted.sweep(lambda: []) == [written]
+    assert restarted.sweep(lambda shas: set()) == [written]
 
 
-def test_the_manifest_is_read_under_the_exclusive_lock(tmp_path: Path) -> None:
-    """Read before the lock, the manifest could miss a commit that lands in between."""
+def test_the_deciding_look_up_is_made_under_the_exclusive_lock(tmp_path: Path) -> None:
+    """The store is asked about every file before the lock (a large gallery takes a while), so
+    a commit can land in between: the files that looked unnamed are asked about again, under
+    the lock, and a commit that landed saves its file."""
     store, writer = ImageStore(tmp_path / "images"), ImageStore(tmp_path / "images")
-    stored(store, b"x")
+    path = stored(store, b"x")
+    sha = hashlib.sha256(b"x").hexdigest()
+    asked: list[bool] = []
 
-    def indexed() -> list[str]:
-        with pytest.raises(BlockingIOError):
+    def named(shas) -> set[str]:
+        try:
             fcntl.flock(writer._lock(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return [hashlib.sha256(b"x").hexdigest()]
+            fcntl.flock(writer._lock(), fcntl.LOCK_UN)
+            asked.append(False)
+            return set()  # before the lock: not committed yet
+        except BlockingIOError:
+            asked.append(True)
+            return {sha} & set(shas)  # under the lock: the commit has landed
 
-    assert store.sweep(indexed) == []
+    assert store.sweep(named) == [] and path.is_file()
+    assert asked == [False, True]

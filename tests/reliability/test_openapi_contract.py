@@ -3,7 +3,8 @@
 The live fuzz (api_tests/reliability/test_fuzz.py) samples this; here the edges are checked
 directly: the limits that come from the settings are in the document, reads are documented as
 open or keyed as configured, and for any string the JSON Schema engine schemathesis validates
-with (jsonschema_rs) agrees with the server's own validators on the patterns.
+with (jsonschema_rs) agrees with the server's own validators on the patterns (ids, camera ids,
+tags, search filters).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.app import create_app
-from service.ingest import UploadError, validate_ids
-from service.schemas import PERSON_ID_REGEX, SearchRequest
+from service.ingest import UploadError, check_fields, validate_ids
+from service.metadata import MetadataError, parse_time
+from service.schemas import PERSON_ID_REGEX, SearchFilters, SearchRequest
 from service.settings import Settings
 
 # Every whitespace character either dialect knows, and their neighbours, mixed into the text.
@@ -103,3 +105,97 @@ def test_image_id_pattern_matches_the_validator(text: str) -> None:
 def test_person_id_pattern_matches_the_validator(text: str) -> None:
     documented = schema_of(DOC, *FORM, "properties", "person_id")
     assert documented.is_valid(text) == form_accepts(None, text), PERSON_ID_REGEX
+
+
+def form_field_accepts(name: str, text: str) -> bool:
+    """What the upload route does with one metadata field: strip, blank is absent, check."""
+    value = text.strip() or None
+    try:
+        if name == "tags":
+            check_fields(1, tags=[text])
+        else:
+            check_fields(1, **{name: value})
+    except UploadError:
+        return False
+    return True
+
+
+TAG_TEXT = st.text(alphabet=st.sampled_from(EDGES + "aZ09._-:/,%"), max_size=12)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(ID_TEXT | TAG_TEXT)
+def test_camera_id_pattern_matches_the_validator(text: str) -> None:
+    documented = schema_of(DOC, *FORM, "properties", "camera_id")
+    assert documented.is_valid(text) == form_field_accepts("camera_id", text)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(TAG_TEXT)
+def test_tags_pattern_matches_the_validator(text: str) -> None:
+    """One tags field; the count limit (16) is beyond a pattern and answered 422."""
+    documented = schema_of(DOC, *FORM, "properties", "tags")
+    assert documented.is_valid(text) == form_field_accepts("tags", text)
+
+
+RFC3339 = st.builds(
+    "{}T{:02d}:{:02d}:{:02d}{}{}".format,
+    st.dates().map(str),
+    st.integers(0, 23),
+    st.integers(0, 59),
+    st.integers(0, 59),
+    st.just("") | st.text("0123456789", min_size=1, max_size=6).map(".".__add__),
+    st.just("Z")
+    | st.builds(
+        "{}{:02d}:{:02d}".format, st.sampled_from("+-"), st.integers(0, 23), st.integers(0, 59)
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(RFC3339)
+def test_every_rfc_3339_time_is_accepted(text: str) -> None:
+    """The document says `format: date-time`: any such time is taken, unless it falls outside
+    the years 1-9999 once in UTC (a 422 the fuzz configuration expects)."""
+    try:
+        parse_time(text)
+    except MetadataError as err:
+        assert "outside the years" in str(err), text
+
+
+FILTERS = ("components", "schemas", "SearchFilters", "properties")
+
+
+def filter_accepts(name: str, value: object) -> bool:
+    try:
+        SearchFilters.model_validate({name: value})
+    except ValueError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    st.sampled_from(["camera_ids", "person_ids", "tags"]),
+    st.lists(ID_TEXT | TAG_TEXT | TEXT, max_size=3),
+)
+def test_filter_lists_match_the_validator(name: str, values: list[str]) -> None:
+    documented = schema_of(DOC, *FILTERS, name)
+    assert documented.is_valid(values) == filter_accepts(name, values), values
+
+
+def test_filters_are_documented_on_both_search_routes() -> None:
+    models = DOC["components"]["schemas"]
+    for request in ("SearchRequest", "BatchSearchRequest"):
+        ref = models[request]["properties"]["filters"]["anyOf"][0]["$ref"]
+        assert ref == "#/components/schemas/SearchFilters"
+    props = models["SearchFilters"]["properties"]
+    assert set(props) == {"camera_ids", "captured_after", "captured_before", "person_ids", "tags"}
+    assert models["SearchFilters"]["additionalProperties"] is False
+    assert props["captured_after"]["anyOf"][0]["format"] == "date-time"
+    hit = models["SearchHit"]["properties"]
+    assert {"camera_id", "captured_at"} <= set(hit)
+    item = models["GalleryItemDetail"]["properties"]
+    assert {"camera_id", "captured_at", "tags"} <= set(item)
+    form = schema_of(DOC, *FORM)
+    assert form.is_valid({"files": ["x"], "tags": "a,b, c", "captured_at": "2024-05-01T12:00:00Z"})

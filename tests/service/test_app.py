@@ -63,7 +63,7 @@ def test_search_matches_the_encoder_and_index_directly(client: TestClient) -> No
     runtime = client.app.state.runtime
     query = "a woman wearing a red skirt and white shoes"
     vector = runtime.bundle.encode_text([query])
-    expected = [h.image_id for h in runtime.index.search(vector, 15)[0]]
+    expected = [h.image_id for h in runtime.store.search(vector, 15)[0]]
     reply = client.post("/v1/search", json={"query": query, "top_k": 15}).json()
     assert [r["image_id"] for r in reply["results"]] == expected
 

@@ -202,12 +202,12 @@ def test_batch_search_makes_one_encode_and_one_search() -> None:
             encodes.append(texts)
             return np.eye(len(texts), 4, dtype=np.float32)
 
-    class Index:
-        def search(self, vectors, k):
+    class Store:
+        def search(self, vectors, k, where=None):
             searches.append(k)
             return [[Hit(f"img{i}", None, 1.0 - i / 10) for i in range(k)] for _ in vectors]
 
-    search = BatchSearch(Bundle(), Index(), Metrics())
+    search = BatchSearch(Bundle(), Store(), Metrics())
     answers = search([QueryJob("a", 2), QueryJob("b", 5), QueryJob("c", 1)])
     assert encodes == [["a", "b", "c"]] and searches == [5]
     assert [len(a.hits) for a in answers] == [2, 5, 1]

@@ -183,7 +183,7 @@ def test_too_many_files_and_too_many_bytes(client: TestClient) -> None:
 
 def test_deleting_a_data_set_image_keeps_its_file(client: TestClient) -> None:
     meta = client.get("/v1/gallery/p0024/p0024_03.jpg")
-    source = Path(client.app.state.runtime.index.get("p0024/p0024_03.jpg").source_path)
+    source = Path(client.app.state.runtime.store.get("p0024/p0024_03.jpg").source_path)
     assert meta.status_code == 200 and source.is_file()
     assert client.delete("/v1/gallery/p0024/p0024_03.jpg", headers=KEY).status_code == 204
     assert source.is_file()  # outside the image folder: never deleted by the service

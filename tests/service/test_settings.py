@@ -12,7 +12,7 @@ from service.settings import Settings
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    for name in ("TPS_API_KEY", "TPS_IMAGE_DIR", "TPS_CORS_ORIGINS", "TPS_BATCHING"):
+    for name in ("TPS_API_KEY", "TPS_IMAGE_DIR", "TPS_CORS_ORIGINS", "TPS_BATCHING", "TPS_STORE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TPS_BUNDLE", str(tmp_path / "bundle"))
     monkeypatch.setenv("TPS_INDEX_DIR", str(tmp_path / "index"))
@@ -56,13 +56,79 @@ def test_cors_origins_are_comma_separated(env: pytest.MonkeyPatch) -> None:
     assert Settings().cors_origins == ["https://a.example", "https://b.example"]
 
 
-def test_bundle_and_index_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TPS_BUNDLE", raising=False)
-    monkeypatch.delenv("TPS_INDEX_DIR", raising=False)
+def test_bundle_and_a_store_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TPS_BUNDLE", "TPS_INDEX_DIR", "TPS_STORE"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(ValidationError) as err:
         Settings()
-    missing = {e["loc"][0] for e in err.value.errors()}
-    assert missing == {"bundle", "index_dir"}
+    assert {e["loc"][0] for e in err.value.errors()} == {"bundle"}
+    monkeypatch.setenv("TPS_BUNDLE", "b")
+    with pytest.raises(ValidationError, match=r"set TPS_INDEX_DIR .* or TPS_STORE"):
+        Settings()
+
+
+def test_without_tps_store_the_index_folder_is_the_store(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    s = Settings()
+    assert s.store is None and s.store_kind == "faiss"
+    assert s.store_spec == str(tmp_path / "index") and s.sweep_grace_s == 0
+    assert s.store_setting == f"TPS_INDEX_DIR={tmp_path / 'index'}"
+
+
+@pytest.mark.parametrize(
+    ("store", "kind", "images"),
+    [
+        ("milvus://milvus-standalone:19530/gallery", "milvus", None),
+        ("milvus://127.0.0.1:19530", "milvus", None),
+        ("{tmp}/gallery.db", "milvus-lite", "{tmp}/gallery-images"),
+        ("{tmp}/folder", "faiss", "{tmp}/folder/images"),
+    ],
+)
+def test_tps_store_forms(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: str, kind: str, images: str | None
+) -> None:
+    for name in ("TPS_INDEX_DIR", "TPS_IMAGE_DIR", "TPS_STORE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TPS_BUNDLE", "b")
+    monkeypatch.setenv("TPS_STORE", store.format(tmp=tmp_path))
+    if images is None:  # a server: the replicas' shared image folder must be named
+        with pytest.raises(ValidationError, match="TPS_IMAGE_DIR is required"):
+            Settings()
+        monkeypatch.setenv("TPS_IMAGE_DIR", str(tmp_path / "shared"))
+        images = "{tmp}/shared"
+    s = Settings()
+    assert s.store_kind == kind and s.store_spec == store.format(tmp=tmp_path)
+    assert s.images_path == Path(images.format(tmp=tmp_path))
+    assert s.sweep_grace_s == (900 if kind == "milvus" else 0)
+
+
+@pytest.mark.parametrize(
+    ("store", "needle"),
+    [
+        ("http://host:19530", "unknown store"),
+        ("milvus://host", "expected milvus://HOST:PORT"),
+        ("milvus://host:19530/1bad", "collection name"),
+    ],
+)
+def test_bad_store_settings_are_refused(env: pytest.MonkeyPatch, store: str, needle: str) -> None:
+    env.delenv("TPS_INDEX_DIR")
+    env.setenv("TPS_STORE", store)
+    with pytest.raises(ValidationError, match=needle):
+        Settings()
+
+
+def test_a_milvus_store_and_an_index_folder_conflict(env: pytest.MonkeyPatch) -> None:
+    env.setenv("TPS_STORE", "milvus://127.0.0.1:19530/gallery")
+    env.setenv("TPS_IMAGE_DIR", "/shared")
+    with pytest.raises(ValidationError, match="unset TPS_INDEX_DIR"):
+        Settings()
+    env.setenv("TPS_STORE", "/somewhere/else")
+    with pytest.raises(ValidationError, match="different folders"):
+        Settings()
+    env.setenv("TPS_ORPHAN_GRACE_S", "5")
+    env.delenv("TPS_STORE")
+    assert Settings().sweep_grace_s == 5
 
 
 @pytest.mark.parametrize(
