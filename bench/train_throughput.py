@@ -62,7 +62,7 @@ def measure(
         },
     )
     torch.manual_seed(0)
-    core, model_cfg, spec = build_model(cfg)
+    core, model_cfg, spec = build_model(cfg, num_ids=batch // 2)
     core = core.to(rt.device).train()
     optimizer = build_optimizer(core, cfg)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.use_grad_scaler)

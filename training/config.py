@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-LOSSES = ("cmpm", "sdm", "tgmim", "isgvfc", "triplet")
+LOSSES = ("cmpm", "sdm", "tgmim", "isgvfc", "triplet", "parts")
 # Changing these between runs does not change what is trained, so a resume may differ in them.
 RUN_ONLY_FIELDS = frozenset(
     {"out", "resume", "accept_changes", "workers", "log_every", "max_minutes", "device"}
@@ -57,6 +57,17 @@ class TrainConfig(BaseModel):
     lambda_triplet: float = 1.0
     gvfc_images: int = Field(20, ge=2)
     triplet_margin: float = 0.2
+    # part-level head (docs/parts.md; training-only unless exported with parts)
+    parts_tokens: int = Field(4, ge=1, description="coarse tokens M shared by both modalities")
+    parts_stripes: int = Field(6, ge=1, description="fine parts K: image stripes, text tokens")
+    parts_width: int = Field(512, ge=8, description="head width d")
+    parts_dim: int = Field(256, ge=8, description="part embedding size d_p")
+    parts_pool: Literal["max", "avg"] = "max"
+    parts_alpha: float = Field(0.2, ge=0, description="coarse ranking margin")
+    parts_margin_low: float = Field(0.1, ge=0, description="CMR margin for alike parts")
+    parts_margin_high: float = Field(0.3, ge=0, description="CMR margin for unlike parts")
+    parts_global_id: bool = Field(False, description="also an identity loss on the global g")
+    lambda_parts: float = 1.0
     text_attr_aug: float = Field(0.0, ge=0, le=1, description="P(keep only attribute words)")
     random_erasing: float = Field(0.0, ge=0, le=1)
     # optimisation
@@ -128,6 +139,8 @@ class TrainConfig(BaseModel):
                 "test numbers optimistic; pass --select-on-test true to do it on purpose "
                 "(the bundle records it)"
             )
+        if self.parts_margin_low > self.parts_margin_high:
+            raise ValueError("parts_margin_low must not exceed parts_margin_high")
         unknown = sorted(set(self.accept_changes) - set(type(self).model_fields))
         if unknown:
             raise ValueError(f"accept_changes names unknown settings: {', '.join(unknown)}")

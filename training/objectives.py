@@ -11,6 +11,8 @@ from training.config import TrainConfig
 from training.distributed import gather_with_local_grad, world_size
 from training.losses import (
     cmpm_loss,
+    cmr_loss,
+    coarse_ranking_loss,
     cross_modal_triplet_loss,
     isgvfc_loss,
     masked_l1_loss,
@@ -18,6 +20,7 @@ from training.losses import (
     random_patch_mask,
     sdm_loss,
     select_calibration_rows,
+    slot_id_loss,
 )
 from training.model.vfe_tps import VFETPS
 
@@ -80,12 +83,12 @@ def compute_losses(
         masked, pixel_mask = mask_images(images, core, cfg.mask_ratio, cfg.mask_block)
         if cfg.mim_grayscale:
             masked = to_grayscale(masked, *norm_stats) * (1 - pixel_mask)
-    image_out, text_out, recon = model(images, tokens, masked)
-    f_v, f_t = image_out.features.float(), text_out.features.float()
+    out = model(images, tokens, masked)
+    recon, local_ids = out.recon, person_ids
+    f_v, f_t = out.image.features.float(), out.text.features.float()
     world = world_size() if cfg.gather_features else 1
-    if world > 1:
-        f_v, f_t = gather_with_local_grad(f_v), gather_with_local_grad(f_t)
-        person_ids = gather_with_local_grad(person_ids)
+    gather = gather_with_local_grad if world > 1 else (lambda x: x)
+    f_v, f_t, person_ids = gather(f_v), gather(f_t), gather(person_ids)
     tau = core.tau
     terms: dict[str, torch.Tensor] = {}
     if cfg.uses("cmpm"):
@@ -99,10 +102,39 @@ def compute_losses(
     if cfg.uses("isgvfc"):
         rows = select_calibration_rows(person_ids, cfg.gvfc_images)
         terms["isgvfc"] = cfg.lambda_gvfc * isgvfc_loss(f_v[rows], person_ids[rows], tau=tau)
+    if out.image_parts is not None and out.text_parts is not None:
+        # The ranking losses compare across the (gathered) batch; identity losses are per item.
+        image, text = out.image_parts, out.text_parts
+        terms["parts_rank"] = cfg.lambda_parts * (
+            coarse_ranking_loss(
+                gather(image.coarse), gather(text.coarse), person_ids, cfg.parts_alpha
+            )
+            + cmr_loss(
+                gather(image.fine),
+                gather(text.fine),
+                person_ids,
+                cfg.parts_margin_low,
+                cfg.parts_margin_high,
+            )
+        )
     global_terms = torch.stack(list(terms.values())).sum()
     objective = global_terms * world
     if recon is not None:
         terms["tgmim"] = cfg.lambda_mim * masked_l1_loss(recon.float(), images, pixel_mask)
         objective = objective + terms["tgmim"]
+    if out.id_logits:
+        terms["parts_id"] = cfg.lambda_parts * parts_id_loss(out.id_logits, local_ids)
+        objective = objective + terms["parts_id"]
     terms["loss"] = torch.stack(list(terms.values())).sum()
     return StepLosses(objective, terms)
+
+
+def parts_id_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    """ℓ_ID^coarse + ℓ_ID^fine (+ the global one when on): each the mean cross-entropy over its
+    slots and both modalities."""
+    groups = sorted({name.rsplit("_", 1)[0] for name in logits})
+    return sum(
+        0.5
+        * (slot_id_loss(logits[f"{g}_image"], labels) + slot_id_loss(logits[f"{g}_text"], labels))
+        for g in groups
+    )

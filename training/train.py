@@ -29,6 +29,7 @@ from training.data.transforms import build_eval_transform, build_train_transform
 from training.distributed import all_ranks_agree, mean_over_ranks
 from training.evaluate import EvalSplit, evaluate_split
 from training.export import export_bundle
+from training.model.parts import PartIdentityHeads, PartsHead
 from training.model.towers import TowerSpec, build_towers
 from training.model.vfe_tps import VFETPS
 from training.objectives import compute_losses
@@ -46,9 +47,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: TrainConfig) -> tuple[VFETPS, dict, TowerSpec]:
+def build_model(cfg: TrainConfig, num_ids: int | None = None) -> tuple[VFETPS, dict, TowerSpec]:
+    """The towers, TG-MIM decoder and (with ``parts``) the part head and its identity
+    classifiers over ``num_ids`` training persons."""
     spec = TowerSpec(cfg.model, cfg.pretrained, cfg.image_size, cfg.quick_gelu)
     clip, model_cfg = build_towers(spec)
+    parts = id_heads = None
+    if cfg.uses("parts"):
+        if not num_ids:
+            raise ValueError("the parts head needs the number of training identities")
+        grid = tuple(int(g) for g in clip.visual.grid_size)
+        parts = PartsHead(
+            clip.visual.transformer.width,
+            clip.transformer.width,
+            grid,
+            width=cfg.parts_width,
+            embed_dim=cfg.parts_dim,
+            coarse_tokens=cfg.parts_tokens,
+            stripes=cfg.parts_stripes,
+            pool=cfg.parts_pool,
+        )
+        global_dim = int(model_cfg["embed_dim"]) if cfg.parts_global_id else None
+        id_heads = PartIdentityHeads(
+            cfg.parts_tokens, cfg.parts_stripes, cfg.parts_dim, num_ids, global_dim
+        )
     core = VFETPS(
         clip,
         use_mim=cfg.uses("tgmim"),
@@ -59,6 +81,8 @@ def build_model(cfg: TrainConfig) -> tuple[VFETPS, dict, TowerSpec]:
         mim_width=cfg.mim_width,
         mim_dropout=cfg.mim_dropout,
         mim_clip_init=cfg.mim_init == "clip",
+        parts=parts,
+        id_heads=id_heads,
     )
     return core, model_cfg, spec
 
@@ -145,7 +169,8 @@ class Trainer:
             self.log.write(kind="recipe_change", changes={k: list(v) for k, v in changes.items()})
 
         train_records, val_records, self.selected_on = split_records(cfg)
-        self.core, self.model_cfg, self.spec = build_model(cfg)
+        num_ids = len({r.person_id for r in train_records})
+        self.core, self.model_cfg, self.spec = build_model(cfg, num_ids)
         self.core.to(self.rt.device)
         open_clip = import_open_clip()
         self.mean = tuple(open_clip.OPENAI_DATASET_MEAN)

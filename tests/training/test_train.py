@@ -231,3 +231,20 @@ def test_checkpoints_load_without_unpickling_objects(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not unpickled"):
         load_checkpoint(tmp_path / "evil.pt")
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_parts_run_exports_a_global_only_bundle(synthetic_root: Path, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    out = tmp_path / "parts"
+    args = ["train", *TRAIN_ARGS, "--root", str(synthetic_root), "--out", str(out)]
+    proc = run_cli(*args, "--epochs", "1", "--losses", "cmpm,parts", "--parts-stripes", "4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    entries = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    train = [e for e in entries if e["kind"] == "train"]
+    assert train and {"parts_rank", "parts_id"} <= set(train[0])
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert any(k.startswith("parts.") for k in state["model"])
+    with safe_open(str(out / "bundle" / "open_clip_model.safetensors"), "pt") as weights:
+        assert not [k for k in weights.keys() if "parts" in k or "id_heads" in k]
+    assert Bundle(out / "bundle").dim == 128

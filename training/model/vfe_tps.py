@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from bundle.openclip_import import import_open_clip
+from training.model.parts import PartEmbeddings, PartsHead
 from training.model.tgmim import TextGuidedDecoder
 
 
@@ -24,6 +25,16 @@ class TextOutput:
     padding: torch.Tensor  # (B, L) True after the end-of-text token
 
 
+@dataclass
+class StepOutput:
+    image: ImageOutput
+    text: TextOutput
+    recon: torch.Tensor | None
+    image_parts: PartEmbeddings | None = None
+    text_parts: PartEmbeddings | None = None
+    id_logits: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
 class VFETPS(nn.Module):
     def __init__(
         self,
@@ -36,6 +47,8 @@ class VFETPS(nn.Module):
         mim_width: int | None = None,
         mim_dropout: float = 0.1,
         mim_clip_init: bool = False,
+        parts: PartsHead | None = None,
+        id_heads: nn.Module | None = None,
     ) -> None:
         super().__init__()
         visual = clip.visual
@@ -66,6 +79,9 @@ class VFETPS(nn.Module):
             if use_mim
             else None
         )
+        self.parts = parts
+        # Identity classifiers of the part slots (and optionally of g): training only.
+        self.id_heads = id_heads
         log_scale = torch.tensor(1.0 / tau).log()
         self.log_inv_tau = nn.Parameter(log_scale, requires_grad=learnable_tau)
 
@@ -105,12 +121,23 @@ class VFETPS(nn.Module):
 
     def forward(
         self, images: torch.Tensor, text: torch.Tensor, masked_images: torch.Tensor | None = None
-    ) -> tuple[ImageOutput, TextOutput, torch.Tensor | None]:
+    ) -> StepOutput:
         """One training forward (DDP syncs gradients only for work done inside ``forward``)."""
         image_out = self.encode_image(images)
         text_out = self.encode_text(text)
         recon = self.reconstruct(masked_images, text_out) if masked_images is not None else None
-        return image_out, text_out, recon
+        out = StepOutput(image_out, text_out, recon)
+        if self.parts is not None:
+            # The clean pass's patch tokens (CLS dropped), never the masked TG-MIM pass.
+            out.image_parts = self.parts.image(image_out.tokens[:, 1:])
+            out.text_parts = self.parts.text(text_out.tokens, text_out.padding)
+        if self.id_heads is not None and out.image_parts is not None:
+            out.id_logits = self.id_heads(
+                out.image_parts, out.text_parts, image_out.features, text_out.features
+            )
+        return out
 
     def new_module_parameters(self) -> list[nn.Parameter]:
-        return list(self.mim.parameters()) if self.mim is not None else []
+        """Everything not from CLIP: the TG-MIM decoder, the parts head, the classifiers."""
+        modules = [m for m in (self.mim, self.parts, self.id_heads) if m is not None]
+        return [p for m in modules for p in m.parameters()]

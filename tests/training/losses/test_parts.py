@@ -1,0 +1,58 @@
+"""The part-level losses against values worked by hand (docs/parts.md, tests 3–6)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.losses import cmr_loss, coarse_ranking_loss, slot_id_loss
+from training.losses.parts import commonality
+
+# docs/parts.md test 3: K = 1, B = 2.
+V = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
+T = torch.tensor([[[1.0, 0.0]], [[0.6, 0.8]]])
+Y = torch.tensor([0, 1])
+
+
+def test_cmr_by_hand() -> None:
+    kappa = commonality(V, T)
+    assert kappa[0, 0, 1].item() == pytest.approx(0.3)
+    # hinges 0, 0, 0 and 0.24 + 0.6 − 0.8 = 0.04 → 0.04 / (K·B) = 0.02
+    assert cmr_loss(V, T, Y).item() == pytest.approx(0.02, abs=1e-6)
+
+
+def test_cmr_margin_follows_commonality() -> None:
+    # Identical parts (κ = 1) get the floor margin 0.1; opposite ones (κ clipped to 0) get 0.3.
+    same = torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]]])
+    assert commonality(same, same)[0, 0, 1].item() == pytest.approx(1.0)
+    # S(0,0) = S(0,1) = 1: every hinge is the margin; 4 hinges over K·B = 2
+    assert cmr_loss(same, same, Y).item() == pytest.approx(4 * 0.1 / 2)
+    opposite_v = torch.tensor([[[1.0, 0.0]], [[-1.0, 0.0]]])
+    kappa = commonality(opposite_v, opposite_v)
+    assert kappa[0, 0, 1].item() == 0.0
+
+
+def test_commonality_gets_no_gradient() -> None:
+    v, t = V.clone().requires_grad_(True), T.clone().requires_grad_(True)
+    assert not commonality(v, t).requires_grad
+    cmr_loss(v, t, Y).backward()
+    assert v.grad is not None and t.grad is not None
+
+
+def test_coarse_ranking_by_hand() -> None:
+    # docs/parts.md test 4: the same vectors as one coarse token, α = 0.3 → 0.1 / 2 = 0.05.
+    assert coarse_ranking_loss(V, T, Y, alpha=0.3).item() == pytest.approx(0.05, abs=1e-6)
+
+
+def test_one_person_batches_give_zero() -> None:
+    same_id = torch.tensor([4, 4])
+    for value in (cmr_loss(V, T, same_id), coarse_ranking_loss(V, T, same_id)):
+        assert torch.isfinite(value) and value.item() == 0.0
+
+
+def test_slot_id_loss_is_the_hand_cross_entropy() -> None:
+    logits = torch.tensor([[[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]]])  # B = 1, 2 slots, 3 ids
+    label = torch.tensor([1])
+    by_hand = (F.cross_entropy(logits[:, 0], label) + F.cross_entropy(logits[:, 1], label)) / 2
+    assert slot_id_loss(logits, label).item() == pytest.approx(by_hand.item())
