@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from bundle.cli import OneLineParser, run_command, setup_logging
 from bundle.format import BundleError
+from bundle.runtimes import RUNTIME_HELP, RUNTIMES, default_runtime
 from training.config import TrainConfig, load_config
 from training.data.records import DatasetError
 from training.model.towers import TowerError
@@ -67,7 +68,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from training.data.formats import load_records
     from training.evaluate import EvalSplit, evaluate_split
 
-    bundle = Bundle(args.bundle, device=args.device)
+    bundle = Bundle(args.bundle, device=args.device, runtime=default_runtime(args.runtime))
     records = load_records(args.dataset, args.root, args.split)
     metrics = evaluate_split(
         EvalSplit.from_records(records),
@@ -90,10 +91,24 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from training.export import export_bundle
+    from training.export import export_bundle, export_onnx_towers
 
-    out = export_bundle(args.checkpoint, args.out)
-    print(json.dumps({"bundle": str(out)}))
+    if args.checkpoint is not None:
+        if args.out is None:
+            raise ValueError("--checkpoint needs --out (the bundle folder to write)")
+        out = export_bundle(args.checkpoint, args.out)
+    else:
+        if args.out is not None:
+            raise ValueError("--out goes with --checkpoint; --bundle exports in place")
+        if not (args.onnx or args.onnx_int8):
+            raise ValueError("--bundle without --onnx or --onnx-int8 has nothing to export")
+        out = args.bundle
+    result: dict = {"bundle": str(out)}
+    if args.onnx or args.onnx_int8:
+        result["onnx"] = export_onnx_towers(
+            out, int8=args.onnx_int8, check_root=args.check_root, min_overlap=args.min_overlap
+        )
+    print(json.dumps(result))
     return 0
 
 
@@ -139,14 +154,30 @@ def build_parser() -> argparse.ArgumentParser:
     eval_p.add_argument("--root", type=Path, required=True)
     eval_p.add_argument("--split", default="test")
     eval_p.add_argument("--device", default="auto")
+    eval_p.add_argument("--runtime", choices=RUNTIMES, help=RUNTIME_HELP)
     eval_p.add_argument("--batch-size", type=int, default=64)
     eval_p.add_argument("--workers", type=int, default=2)
     eval_p.add_argument("--quiet", action="store_true", help="no progress bars")
     eval_p.set_defaults(func=_evaluate)
 
-    export_p = sub.add_parser("export", help="write a bundle from any training checkpoint")
-    export_p.add_argument("--checkpoint", type=Path, required=True)
-    export_p.add_argument("--out", type=Path, required=True)
+    export_p = sub.add_parser(
+        "export", help="write a bundle from any training checkpoint, and its ONNX graphs"
+    )
+    source = export_p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="training checkpoint (with --out)")
+    source.add_argument("--bundle", type=Path, help="an existing bundle: add ONNX graphs to it")
+    export_p.add_argument("--out", type=Path, help="the bundle folder to write (--checkpoint)")
+    export_p.add_argument(
+        "--onnx", action="store_true", help="also write text.onnx and image.onnx into the bundle"
+    )
+    export_p.add_argument(
+        "--onnx-int8",
+        action="store_true",
+        help="as --onnx, plus an INT8 text tower kept only if its top-10 rankings agree with "
+        "fp32's (≥ --min-overlap) on the test split of --check-root (default: a synthetic set)",
+    )
+    export_p.add_argument("--check-root", type=Path, help="CUHK-PEDES-format set for the check")
+    export_p.add_argument("--min-overlap", type=float, default=None, help="default 0.99")
     export_p.set_defaults(func=_export)
 
     check_p = sub.add_parser(

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from bundle.openclip_import import import_open_clip
+from bundle.parts_head import PartsHead
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import TrainConfig, recipe_changes
 from training.data.batches import EpochBatchSampler, RandomBatchSampler, RankSlice
@@ -29,7 +30,7 @@ from training.data.transforms import build_eval_transform, build_train_transform
 from training.distributed import all_ranks_agree, mean_over_ranks
 from training.evaluate import EvalSplit, evaluate_split
 from training.export import export_bundle
-from training.model.parts import PartIdentityHeads, PartsHead
+from training.model.parts import PartIdentityHeads
 from training.model.towers import TowerSpec, build_towers
 from training.model.vfe_tps import VFETPS
 from training.objectives import compute_losses

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from bundle.openclip_import import import_open_clip
-from training.model.parts import PartEmbeddings, PartsHead
+from bundle.parts_head import PartEmbeddings, PartsHead
 from training.model.tgmim import TextGuidedDecoder
 
 

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from bundle.openclip_import import import_open_clip
+from bundle.parts_head import PartsHead, stripe_pool
 from training.config import TrainConfig
-from training.model.parts import PartIdentityHeads, PartsHead, stripe_pool
+from training.model.parts import PartIdentityHeads
 from training.objectives import compute_losses
 from training.train import build_model
 
@@ -54,7 +55,7 @@ def test_image_and_text_share_each_slot_classifier() -> None:
     heads = PartIdentityHeads(coarse=2, fine=3, embed_dim=4, num_ids=5)
     same = torch.randn(1, 2, 4)
     fine = torch.randn(1, 3, 4)
-    from training.model.parts import PartEmbeddings
+    from bundle.parts_head import PartEmbeddings
 
     logits = heads(PartEmbeddings(same, fine), PartEmbeddings(same, fine), None, None)
     assert torch.equal(logits["coarse_image"], logits["coarse_text"])
