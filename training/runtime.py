@@ -33,7 +33,9 @@ def _pick_precision(precision: str, device: torch.device) -> tuple[torch.dtype |
     if precision == "auto":
         if device.type != "cuda":
             return None, False
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        # Emulated bf16 (pre-Ampere GPUs) is slower than fp16 with loss scaling: native only.
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        precision = "bf16" if native else "fp16"
     if precision == "fp32":
         return None, False
     if precision == "bf16":
@@ -54,14 +56,34 @@ def setup_runtime(device: str, precision: str) -> Runtime:
         raise ValueError("--device cuda was asked for but no CUDA device is available")
     dev = torch.device(device)
     if dev.type == "cuda":
-        dev = torch.device("cuda", local_rank if world_size > 1 else (dev.index or 0))
+        index = local_rank if world_size > 1 else (dev.index or 0)
+        dev = torch.device("cuda", gpu_for_rank(index, torch.cuda.device_count()))
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        if dev.type == "cuda":
+            # device_id binds the NCCL communicator to this GPU up front (no lazy guessing).
+            dist.init_process_group(backend="nccl", device_id=dev)
+        else:
+            dist.init_process_group(backend="gloo")
     dtype, scaler = _pick_precision(precision, dev)
     return Runtime(dev, dtype, scaler, rank, world_size)
 
 
+def gpu_for_rank(index: int, visible: int) -> int:
+    """The GPU a process uses; a clear error when this process has none (e.g. torchrun with more
+    processes per node than GPUs), instead of CUDA's 'invalid device ordinal' later on."""
+    if index >= visible:
+        raise ValueError(
+            f"this process wants GPU {index} but only {visible} GPU(s) are visible: run at most "
+            f"{visible} processes per node (torchrun --nproc_per_node {max(visible, 1)}) or use "
+            "--device cpu"
+        )
+    return index
+
+
 def shutdown(runtime: Runtime) -> None:
+    """Leave the process group cleanly: every rank waits for the others, then it is destroyed
+    (NCCL warns about, and may hang on, a group left alive at exit)."""
     if runtime.world_size > 1 and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

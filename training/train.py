@@ -191,6 +191,8 @@ class Trainer:
             num_workers=cfg.workers,
             collate_fn=collate_pairs,
             persistent_workers=cfg.workers > 0,
+            # Pinned host memory is what makes the .to(device, non_blocking=True) copies async.
+            pin_memory=self.rt.device.type == "cuda",
         )
         self.eval_transform = build_eval_transform(size, self.mean, self.std)
         self.val_split = EvalSplit.from_records(val_records) if val_records else None

@@ -20,6 +20,7 @@ def test_torchrun_two_processes_train_in_step(synthetic_root: Path, tmp_path: Pa
         "-m", "training", "train", "--root", str(synthetic_root), "--model", "tiny",
         "--epochs", "1", "--batch-size", "8", "--instances-per-id", "2", "--mim-layers", "1",
         "--gvfc-images", "8", "--workers", "0", "--log-every", "1", "--out", str(out),
+        "--device", "cpu",  # gloo on CPU even on a GPU machine (rank 1 would ask for cuda:1)
     ]  # fmt: skip
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
@@ -50,7 +51,7 @@ def test_a_rank_with_no_decodable_image_skips_with_the_others(
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "training", "train", "--root", str(root), "--model", "tiny", "--epochs", "1",
         "--batch-size", "8", "--instances-per-id", "2", "--losses", "cmpm", "--workers", "0",
-        "--val-split", "none", "--out", str(out),
+        "--val-split", "none", "--out", str(out), "--device", "cpu",
     ]  # fmt: skip
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
