@@ -16,12 +16,17 @@ DEMO_MINUTES ?= 6
 .PHONY: install lint test demo data contact-sheet train index serve bench accuracy \
 	browser clean
 
-# Idempotent: the stamp changes only when pyproject.toml does. torch is pinned in the same
-# command so no resolver step can swap in a multi-GB CUDA build.
-install: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+# Idempotent: the stamp (one per FAISS flavour) changes only when pyproject.toml does. torch is
+# pinned in the same command so no resolver step can swap in a multi-GB CUDA build. faiss-cpu and
+# faiss-gpu ship the same faiss/ files, so switching flavours removes the other one first
+# (milvus-lite, which needs faiss-cpu, comes with the cpu flavour only).
+OTHER_FAISS := $(if $(filter gpu,$(FAISS)),faiss-cpu milvus-lite,faiss-gpu)
+install: $(VENV)/.installed-$(FAISS)
+$(VENV)/.installed-$(FAISS): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip uninstall -q -y $(OTHER_FAISS) 2>/dev/null || true
 	$(PY) -m pip install -q torch==2.13.0 -e ".[$(FAISS),dev]"
+	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	touch $@
 
 lint: install
