@@ -15,7 +15,10 @@ import faiss
 import numpy as np
 
 from bundle.fsio import replace_atomic
+from index import faiss_tuning
 from index.errors import IndexCorruptError, IndexStoreError
+
+faiss_tuning.apply()  # FAISS's flat-search globals, once per process: see faiss_tuning
 
 KINDS = ("flat", "ivf", "hnsw")
 USE_GPU = ("auto", "never", "always")

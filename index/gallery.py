@@ -20,7 +20,9 @@ import numpy as np
 
 from index import faiss_backend
 from index.commit import Committer, RowChanges, WriterLock
+from index.engine_policy import DEFAULT_POLICY, EnginePolicy
 from index.errors import IndexStoreError
+from index.exact_search import ExactSearch
 from index.exclusive import ExclusiveWriter
 from index.filtered_search import search_among
 from index.filters import GalleryFilter
@@ -50,11 +52,13 @@ class GalleryIndex:
         fingerprint: str | None,
         dim: int | None,
         gpu_fp16: bool,
+        engine_policy: EnginePolicy = DEFAULT_POLICY,
     ) -> None:
         self.path = path
         self._manifest = manifest
         self._expected = Expected(fingerprint, dim)
         self._gpu = GpuCopies(use_gpu, gpu_fp16)
+        self._policy = engine_policy
         self._slot = SnapshotSlot(path)
         self._lock = WriterLock(path)
         self._committer = Committer(path, manifest, self._slot, self._snapshot)
@@ -71,13 +75,16 @@ class GalleryIndex:
         use_gpu: str = "auto",
         *,
         gpu_fp16: bool = False,
+        engine_policy: EnginePolicy = DEFAULT_POLICY,
     ) -> GalleryIndex:
         """A new, empty index at ``path`` (absent or an empty folder)."""
         path = Path(path)
         faiss_backend.check_kind(kind)
         faiss_backend.resolve_use_gpu(use_gpu, kind)
         create_empty(path, fingerprint, dim, kind)
-        return cls.open(path, fingerprint, dim, use_gpu, gpu_fp16=gpu_fp16)
+        return cls.open(
+            path, fingerprint, dim, use_gpu, gpu_fp16=gpu_fp16, engine_policy=engine_policy
+        )
 
     @classmethod
     def open(
@@ -88,13 +95,15 @@ class GalleryIndex:
         use_gpu: str = "auto",
         *,
         gpu_fp16: bool = False,
+        engine_policy: EnginePolicy = DEFAULT_POLICY,
     ) -> GalleryIndex:
-        """Open an index; a ``fingerprint`` or ``dim`` given must match what it was built with."""
+        """Open an index; a ``fingerprint`` or ``dim`` given must match what it was built with.
+        ``engine_policy`` picks the exact-search engine of a flat index on the CPU."""
         path = Path(path)
         if not path.is_dir():
             raise IndexStoreError(f"{path} is not a gallery index: no such folder")
         manifest = Manifest.open(path / MANIFEST_FILE)
-        index = cls(path, manifest, use_gpu, fingerprint, dim, gpu_fp16)
+        index = cls(path, manifest, use_gpu, fingerprint, dim, gpu_fp16, engine_policy)
         try:
             check_meta(path, manifest.meta(), index._expected)
             index._gpu.check(manifest.meta()["kind"])
@@ -149,7 +158,11 @@ class GalleryIndex:
             return [[] for _ in range(len(q))]
         if where is not None and not where.is_empty:
             return self._search_where(snap, q, int(k), where)
-        scores, ids = self._gpu.search(snap, q, min(int(k), snap.master.ntotal))
+        k = min(int(k), snap.master.ntotal)
+        if snap.exact is not None:  # the whole batch in one engine call
+            scores, ids = snap.exact.search(q, k)
+        else:
+            scores, ids = self._gpu.search(snap, q, k)
         return _hits(snap.labels, scores, ids)
 
     def _search_where(
@@ -211,6 +224,7 @@ class GalleryIndex:
             "generation": snap.generation,
             "gpu": snap.on_gpu,
             "filtered_search": "cpu",  # FAISS GPU indexes take no ID selector
+            "search_engine": _engine_stats(snap),
         }
 
     def refresh(self) -> bool:
@@ -350,6 +364,7 @@ class GalleryIndex:
         """The searchable form of a generation (with its GPU copy when searching on GPU)."""
         kind = str(meta["kind"])
         searcher, on_gpu = self._gpu.searcher(master, kind)
+        exact = ExactSearch(master, self._policy) if kind == "flat" and not on_gpu else None
         return Snapshot(
             generation=generation,
             fingerprint=str(meta["fingerprint"]),
@@ -360,6 +375,7 @@ class GalleryIndex:
             searcher=searcher,
             on_gpu=on_gpu,
             labels=labels,
+            exact=exact,
         )
 
     @contextmanager
@@ -384,6 +400,15 @@ class GalleryIndex:
             if self._manifest.generation() == snap.generation:
                 sweep(self.path, snap.generation)
                 write_info_if_stale(self.path, snap.info())
+
+
+def _engine_stats(snap: Snapshot) -> dict[str, Any]:
+    """Which engine answers unfiltered searches of this snapshot (filtered ones: FAISS, CPU)."""
+    if snap.exact is not None:
+        return snap.exact.describe()
+    name = "faiss-gpu" if snap.on_gpu else "faiss-cpu"
+    engine = f"{name}-{snap.kind}"
+    return {"engine": {"batch_1": engine, "batch_64": engine}}
 
 
 def _hits(labels: Labels, scores: np.ndarray, ids: np.ndarray) -> list[list[Hit]]:

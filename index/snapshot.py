@@ -13,6 +13,7 @@ from pathlib import Path
 import faiss
 
 from index.errors import IndexStoreError
+from index.exact_search import ExactSearch
 from index.layout import info
 
 Labels = dict[int, tuple[str, str | None]]  # faiss id -> (image_id, person_id)
@@ -32,6 +33,7 @@ class Snapshot:
     searcher: faiss.Index  # the GPU copy, or the master itself
     on_gpu: bool
     labels: Labels
+    exact: ExactSearch | None = None  # a flat master searched on the CPU: its engines
 
     def info(self) -> dict[str, object]:
         """What ``index.json`` should say for this generation."""

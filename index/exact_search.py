@@ -1,0 +1,75 @@
+"""The exact search of one flat snapshot on the CPU: engines made once, one chosen per call.
+
+A snapshot is immutable, so what the engines need (the zero-copy view of FAISS's vectors, the
+bf16 copy) is made when the snapshot is, and a whole micro-batch goes to one engine call: the
+batch is never split here except where an engine bounds its memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import faiss
+import numpy as np
+
+from index.engine_policy import (
+    BF16_RESCORE,
+    CPU,
+    DEFAULT_POLICY,
+    FAISS_FLAT,
+    NUMPY_FP32,
+    EnginePolicy,
+)
+from index.exact_engines import Engine, FaissFlat, NumpyFp32
+from index.flat_view import FlatView
+
+if TYPE_CHECKING:
+    from index.bf16_engine import Bf16Rescore
+
+
+class ExactSearch:
+    """Top-k by inner product over every vector of a flat master, answered with its ids."""
+
+    def __init__(self, master: faiss.Index, policy: EnginePolicy = DEFAULT_POLICY) -> None:
+        self.policy = policy
+        self.view = FlatView(master)
+        fp32 = NumpyFp32(self.view)  # the bf16 engine's fallback; costs nothing to hold
+        self.engines: dict[str, Engine] = {
+            FAISS_FLAT: FaissFlat(self.view, master),
+            NUMPY_FP32: fp32,
+        }
+        self.bf16: Bf16Rescore | None = None
+        if policy.wants_bf16(self.view.n):
+            # torch takes 1.7 s to import: opening a small index (a CLI command, a writer) does
+            # without it until its first search.
+            from index.bf16_engine import Bf16Rescore
+
+            self.bf16 = Bf16Rescore(self.view, fp32)
+            self.engines[BF16_RESCORE] = self.bf16
+        self._served: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def engine_for(self, batch: int) -> str:
+        return self.policy.choose(CPU, batch, self.view.n)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), best first; ``k`` at most the number of vectors."""
+        name = self.engine_for(len(queries))
+        scores, positions = self.engines[name].search(queries, k)
+        with self._lock:
+            self._served[name] += 1
+        return scores, self.view.ids[positions]
+
+    def describe(self) -> dict[str, object]:
+        """For ``stats()``: the engine per batch size, what each search used, the bf16 copy."""
+        with self._lock:
+            served = dict(self._served)
+        return {
+            "engine": {"batch_1": self.engine_for(1), "batch_64": self.engine_for(64)},
+            "policy": dataclasses.asdict(self.policy),
+            "searches": served,
+            "bf16": None if self.bf16 is None else self.bf16.describe(),
+        }
