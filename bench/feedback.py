@@ -1,0 +1,284 @@
+"""Interactive search on the synthetic test split: relevance feedback, re-identification, and
+suggestions for vague descriptions, with the tiny model trained for 3 epochs.
+
+A simulated operator searches each test caption, marks the highest-ranked image of the right
+person in the top 10 as "more like this" and the wrong ones above it as "not this person", and
+searches again (one round, then a second one the same way). Scores are R1/R5/mAP of the images of
+that person the operator has not marked yet, with every marked image left out of every ranking
+compared, so text alone and feedback are judged on the same images. Then: search by one known
+image alone (cross-view re-identification), and, for the vague captions only, a user who appends
+the first suggestion that is true of the person sought (service/suggest.py) against one who
+appends a true attribute phrase picked at random.
+
+The query vector is index/query_vector.py's, the ranking the built index's own search, the
+suggestions the service's. JSON on stdout and in OUT/feedback.json.
+
+    python -m bench.feedback            # the figures in the README (about 10 minutes on 2 cores)
+    python -m bench.feedback --quick    # a smaller set, one epoch: checks the pipeline only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+
+from bench.synthetic_truth import is_true, load_identities, vague_captions
+from bundle.encoders import Bundle
+from index.gallery_sources import from_dataset
+from index.ingest import ingest
+from index.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, combine
+from index.store import GalleryIndex
+from service.suggest import SUGGEST_DEPTH, suggest, unsaid, with_phrase
+from service.vocabulary import VOCABULARY
+from support.builders import make_synthetic, make_trained_bundle
+
+TOP = 10  # what the operator looks at
+ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0)
+BETAS = (0.0, 0.25, 0.5, 1.0)
+SUGGESTIONS = 5
+
+
+@dataclass(frozen=True)
+class Gallery:
+    store: GalleryIndex
+    ids: list[str]
+    person: dict[str, str]  # image id → person id
+    by_person: dict[str, list[str]]
+
+    def rank(self, queries: np.ndarray) -> list[list[str]]:
+        """Every gallery image per query row, best first (the index's own exact search)."""
+        return [[h.image_id for h in hits] for hits in self.store.search(queries, len(self.ids))]
+
+    def vectors(self, ids: Sequence[str]) -> np.ndarray:
+        found = self.store.vectors(list(ids))
+        return np.stack([found[i] for i in ids]) if ids else np.zeros((0, self.store.dim), "f4")
+
+
+def metrics(ranking: Sequence[str], targets: set[str]) -> tuple[float, float, float]:
+    """(R1, R5, AP) of one ranked list against the images that count as right."""
+    hits, precision = 0, []
+    for rank, image in enumerate(ranking, start=1):
+        if image in targets:
+            hits += 1
+            precision.append(hits / rank)
+    first = next((n for n, image in enumerate(ranking) if image in targets), len(ranking))
+    return float(first < 1), float(first < 5), float(np.mean(precision)) if precision else 0.0
+
+
+def summary(rows: list[tuple[float, float, float]]) -> dict[str, float]:
+    a = np.asarray(rows, dtype=np.float64).reshape(-1, 3) * 100
+    means = a.mean(axis=0) if len(a) else np.zeros(3)
+    return {"R1": round(float(means[0]), 2), "R5": round(float(means[1]), 2),
+            "mAP": round(float(means[2]), 2)}  # fmt: skip
+
+
+def without(ranking: Sequence[str], drop: set[str]) -> list[str]:
+    return [i for i in ranking if i not in drop]
+
+
+def mark(ranking: Sequence[str], person: str, gallery: Gallery) -> tuple[str, list[str]] | None:
+    """The operator's marks on the top results: (positive, negatives above it), or None when
+    no image of the person is in the top."""
+    for n, image in enumerate(ranking[:TOP]):
+        if gallery.person[image] == person:
+            return image, list(ranking[:n])
+    return None
+
+
+@dataclass
+class Query:
+    text: str
+    person: str
+    vector: np.ndarray
+
+
+def feedback_rounds(
+    gallery: Gallery, queries: list[Query], alpha: float, beta: float, rounds: int = 2
+) -> dict:
+    """Text, then ``rounds`` rounds of marking and searching again."""
+    text_rank = gallery.rank(np.stack([q.vector for q in queries]))
+    one: dict[str, list] = {"text": [], "round1": []}
+    two: dict[str, list] = {"text": [], "round1": [], "round2": []}
+    for query, ranked in zip(queries, text_rank, strict=True):
+        marked = mark(ranked, query.person, gallery)
+        own = set(gallery.by_person[query.person])
+        if marked is None or len(own) < 2:
+            continue
+        pos, neg = [marked[0]], marked[1]
+        seen = {*pos, *neg}
+        vector1 = combine(query.vector, gallery.vectors(pos), gallery.vectors(neg), alpha, beta)
+        ranked1 = without(gallery.rank(vector1[None])[0], seen)
+        targets = own - seen
+        one["text"].append(metrics(without(ranked, seen), targets))
+        one["round1"].append(metrics(ranked1, targets))
+        marked2 = mark(ranked1, query.person, gallery)
+        if rounds < 2 or marked2 is None or len(targets) < 2:
+            continue
+        pos2, neg2 = [*pos, marked2[0]], [*neg, *marked2[1]]
+        seen2 = {*pos2, *neg2}
+        vector2 = combine(query.vector, gallery.vectors(pos2), gallery.vectors(neg2), alpha, beta)
+        ranked2 = gallery.rank(vector2[None])[0]
+        targets2 = own - seen2
+        for name, ranking in (("text", ranked), ("round1", ranked1), ("round2", ranked2)):
+            two[name].append(metrics(without(ranking, seen2), targets2))
+    return {
+        "queries": len(queries),
+        "one_round": {"queries": len(one["text"])} | {k: summary(v) for k, v in one.items()},
+        "two_rounds": {"queries": len(two["text"])} | {k: summary(v) for k, v in two.items()},
+    }
+
+
+def reidentification(gallery: Gallery) -> dict:
+    """Search by one known image alone; the person's other images are the targets."""
+    probes = [i for i in gallery.ids if len(gallery.by_person[gallery.person[i]]) >= 2]
+    vectors = np.stack([combine(None, gallery.vectors([i])) for i in probes])
+    rows = []
+    for probe, ranked in zip(probes, gallery.rank(vectors), strict=True):
+        targets = set(gallery.by_person[gallery.person[probe]]) - {probe}
+        rows.append(metrics(without(ranked, {probe}), targets))
+    per_person = np.mean([len(v) for v in gallery.by_person.values()])
+    return {"probes": len(probes), **summary(rows),
+            "R1_chance": round(100 * (per_person - 1) / (len(gallery.ids) - 1), 2)}  # fmt: skip
+
+
+def scored(gallery: Gallery, queries: list[Query], rankings: list[list[str]]) -> list:
+    """(R1, R5, AP) per query, every image of its person counting as right."""
+    return [
+        metrics(ranked, set(gallery.by_person[q.person]))
+        for q, ranked in zip(queries, rankings, strict=True)
+    ]
+
+
+def suggestion_user(
+    gallery: Gallery, bundle: Bundle, vague: list[Query], identities: dict, seed: int
+) -> dict:
+    """Vague captions: R1 (the top image shows the person) before and after appending the first
+    true suggestion, and after appending a random true phrase instead; also over only the
+    queries where some suggestion was true (the others are left as they were)."""
+    rng = random.Random(seed)
+    followed, randomised, offered_true = [], [], []
+    ranked0 = gallery.rank(np.stack([q.vector for q in vague]))
+    for query, ranked in zip(vague, ranked0, strict=True):
+        who = identities[query.person]
+        top = gallery.vectors(ranked[:SUGGEST_DEPTH])
+        offered = suggest(bundle.encode_text, query.text, None, query.vector, top, SUGGESTIONS)
+        chosen = next((s.query for s in offered if is_true(_phrase(s.phrase), who)), None)
+        offered_true.append(chosen is not None)
+        followed.append(chosen or query.text)
+        true_phrases = [p for p in unsaid(query.text) if is_true(p, who)]
+        pick = rng.choice(true_phrases).text if true_phrases else None
+        randomised.append(with_phrase(query.text, pick) if pick else query.text)
+    rows = {"text": scored(gallery, vague, ranked0)}
+    for name, texts in (("suggested", followed), ("random_true_phrase", randomised)):
+        rows[name] = scored(gallery, vague, gallery.rank(bundle.encode_text(texts)))
+    subset = [n for n, offered in enumerate(offered_true) if offered]
+    return {
+        "vague_queries": len(vague),
+        "suggestions_shown": SUGGESTIONS,
+        "a_true_suggestion_offered": len(subset),
+        **{name: summary(v) for name, v in rows.items()},
+        "where_a_true_suggestion_was_offered": {
+            name: summary([v[n] for n in subset]) for name, v in rows.items()
+        },
+    }
+
+
+def _phrase(text: str):
+    return next(p for p in VOCABULARY if p.text == text)
+
+
+def build_gallery(bundle: Bundle, root: Path, out: Path) -> Gallery:
+    entries = from_dataset("cuhk-pedes", root, "test")
+    store = GalleryIndex.create(out, bundle.fingerprint, bundle.dim, "flat", "never")
+    ingest(store, bundle, entries, workers=0, progress=False)
+    person = {e.image_id: str(e.person_id) for e in entries}
+    by_person: dict[str, list[str]] = {}
+    for image, pid in person.items():
+        by_person.setdefault(pid, []).append(image)
+    return Gallery(store, [e.image_id for e in entries], person, by_person)
+
+
+def test_queries(bundle: Bundle, root: Path) -> tuple[list[Query], list[tuple[str, str]]]:
+    entries = json.loads((root / "reid_raw.json").read_text())
+    pairs = [(e["file_path"], c, str(e["id"])) for e in entries if e["split"] == "test"
+             for c in e["captions"]]  # fmt: skip
+    vectors = np.concatenate(
+        [bundle.encode_text([c for _, c, _ in pairs[i : i + 64]]) for i in range(0, len(pairs), 64)]
+    )
+    queries = [Query(c, p, v) for (_, c, p), v in zip(pairs, vectors, strict=True)]
+    return queries, [(f, c) for f, c, _ in pairs]
+
+
+def sweep(gallery: Gallery, queries: list[Query]) -> list[dict]:
+    table = []
+    for alpha in ALPHAS:
+        for beta in BETAS:
+            one = feedback_rounds(gallery, queries, alpha, beta, rounds=1)["one_round"]
+            table.append({"alpha": alpha, "beta": beta, **one["round1"]})
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="synthetic set (made when missing)")
+    parser.add_argument("--runs", type=Path, help="training run folder (reused when present)")
+    parser.add_argument("--out", type=Path, default=Path("out/bench"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
+    parser.add_argument("--beta", type=float, default=DEFAULT_BETA)
+    parser.add_argument("--quick", action="store_true", help="small set, 1 epoch, no sweep")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the alpha/beta table")
+    args = parser.parse_args()
+    size = (240, 4, 0.2, 1) if args.quick else (1000, 4, 0.1, 3)
+    ids, per_id, held_out, epochs = size
+    name = "feedback-quick" if args.quick else "feedback"
+    data = args.data or Path("data") / f"synthetic-{name}"
+    runs = args.runs or Path("runs") / name
+
+    started = time.monotonic()
+    make_synthetic(data, ids=ids, images_per_id=per_id, seed=args.seed, held_out=held_out)
+    bundle_dir = make_trained_bundle(data, runs, epochs=epochs)
+    bundle = Bundle(bundle_dir, device="cpu")
+    trained_s = time.monotonic() - started
+    identities = load_identities(data)
+    with tempfile.TemporaryDirectory(prefix="feedback-index-") as tmp:
+        gallery = build_gallery(bundle, data, Path(tmp) / "index")
+        queries, sources = test_queries(bundle, data)
+        vague_set = vague_captions(data, args.seed)
+        vague = [q for q, s in zip(queries, sources, strict=True) if s in vague_set]
+        result = {
+            "benchmark": "interactive_search",
+            "data": {"root": str(data), "test_ids": len(gallery.by_person),
+                     "gallery_images": len(gallery.ids), "captions": len(queries),
+                     "vague_captions": len(vague)},
+            "model": {"bundle": str(bundle_dir), "epochs": epochs,
+                      "fingerprint": bundle.fingerprint[:12]},
+            "alpha": args.alpha,
+            "beta": args.beta,
+            "feedback": feedback_rounds(gallery, queries, args.alpha, args.beta),
+            "reidentification": reidentification(gallery),
+            "suggestions": suggestion_user(gallery, bundle, vague, identities, args.seed),
+        }  # fmt: skip
+        if not (args.quick or args.no_sweep):
+            result["sweep_one_round"] = sweep(gallery, queries)
+        gallery.store.close()
+    result["seconds"] = round(time.monotonic() - started, 1)
+    result["seconds_training_and_data"] = round(trained_s, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "feedback.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""One query vector from a description and example images (relevance feedback, Rocchio-style).
+
+A text query alone cannot settle a vague description; the operator's "this one" and "not this
+one" can. Both towers put text and images on the same unit sphere, so examples join the query
+by vector arithmetic, with no retraining:
+
+    q = normalise( t + alpha * mean(positives) - beta * mean(negatives) )
+
+where ``t`` is the L2-normalised text embedding (left out when there is no text) and the
+examples are L2-normalised image embeddings (gallery vectors read from the store, or an
+uploaded image encoded by the image tower). Without text, ``alpha`` only sets the balance
+against ``beta``; with text, it says how far the examples pull the query away from the words.
+The defaults come from ``python -m bench.feedback`` (README, "Interactive search").
+
+The service (service/query.py) and the index CLI (``python -m index search``) both call
+:func:`combine`, so the same request ranks the same way from either.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_ALPHA = 1.0
+DEFAULT_BETA = 0.25
+MAX_WEIGHT = 10.0  # alpha and beta above this drown the text entirely; refused by both callers
+# A combination shorter than this has no direction left (e.g. one image given as both a
+# positive and a negative with alpha == beta, and no text).
+MIN_NORM = 1e-6
+
+
+class QueryVectorError(ValueError):
+    """The inputs give no query direction; the message says why."""
+
+
+def _mean(vectors: np.ndarray | None, dim: int) -> np.ndarray | None:
+    """The mean of the rows, each L2-normalised first (the stores hold unit vectors already;
+    this keeps an approximate read-back from weighting one example above another)."""
+    if vectors is None or np.size(vectors) == 0:
+        return None
+    rows = np.asarray(vectors, dtype=np.float32).reshape(-1, dim)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return (rows / np.maximum(norms, MIN_NORM)).mean(axis=0)
+
+
+def combine(
+    text: np.ndarray | None,
+    positives: np.ndarray | None = None,
+    negatives: np.ndarray | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    beta: float = DEFAULT_BETA,
+) -> np.ndarray:
+    """The unit query vector (float32, shape (dim,)) for a text embedding and example image
+    embeddings (rows); every input is expected L2-normalised, as the encoders and stores give
+    them. Raises QueryVectorError when there is neither text nor a positive example, when a
+    weight is out of [0, MAX_WEIGHT], or when the terms cancel out."""
+    if not 0.0 <= alpha <= MAX_WEIGHT or not 0.0 <= beta <= MAX_WEIGHT:
+        raise QueryVectorError(f"alpha and beta must be in [0, {MAX_WEIGHT:g}]")
+    known = [v for v in (text, positives, negatives) if v is not None and np.size(v)]
+    if not known:
+        raise QueryVectorError("nothing to search for: give a text or a positive example")
+    dim = int(np.shape(known[0])[-1])
+    pos = _mean(positives, dim)
+    if text is None and pos is None:
+        raise QueryVectorError("nothing to search for: give a text or a positive example")
+    neg = _mean(negatives, dim)
+    query = np.zeros(dim, np.float32)
+    if text is not None:
+        query += np.asarray(text, dtype=np.float32).reshape(dim)
+    if pos is not None:
+        query += np.float32(alpha) * pos
+    if neg is not None:
+        query -= np.float32(beta) * neg
+    norm = float(np.linalg.norm(query))
+    if not np.isfinite(norm) or norm < MIN_NORM:
+        raise QueryVectorError("the examples cancel out: nothing is left to search for")
+    return (query / norm).astype(np.float32)
