@@ -9,7 +9,12 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from support.builders import make_random_bundle, make_synthetic, make_trained_bundle
+from support.builders import (
+    make_onnx_bundle,
+    make_random_bundle,
+    make_synthetic,
+    make_trained_bundle,
+)
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +26,12 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def random_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_random_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def onnx_bundle(tmp_path_factory: pytest.TempPathFactory, random_bundle: Path) -> Path:
+    """``random_bundle`` (same fingerprint) with its towers exported to ONNX."""
+    return make_onnx_bundle(random_bundle, tmp_path_factory.mktemp("bundle") / "tiny-onnx")
 
 
 @pytest.fixture(scope="session")

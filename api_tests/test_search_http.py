@@ -66,7 +66,8 @@ def test_search_reply_shape(http: httpx.Client) -> None:
     reply = http.post("/v1/search", json={"query": "a woman in a red coat", "top_k": 4})
     assert reply.status_code == 200
     body = reply.json()
-    assert set(body) == {"results", "model", "took_ms", "truncated"}
+    assert set(body) == {"results", "model", "took_ms", "truncated", "suggestions"}
+    assert body["suggestions"] is None  # only with suggest: true
     assert [r["rank"] for r in body["results"]] == [1, 2, 3, 4]
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True) and all(-1.01 <= s <= 1.01 for s in scores)

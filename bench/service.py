@@ -1,13 +1,22 @@
-"""Search latency and throughput of the HTTP service, with cross-request batching on and off.
+"""Search latency and throughput of the HTTP service per runtime, batching on and off.
 
-    python bench/service.py [--out DIR] [--bundle B --index I] [--requests N] [--max-seconds S]
+    python -m bench.service [--model tiny|ViT-B-16] [--runtime torch onnx onnx-int8] [--quick]
+                            [--bundle B [--index I]] [--out DIR] [--requests N] [--max-seconds S]
 
-Starts `python -m service` on 127.0.0.1 (once with batching, once without), drives
-POST /v1/search from 1, 8 and 32 concurrent clients, and reports p50/p99 latency, QPS and the
-mean query-batch size the server saw. The baseline is the same encode + search in-process, one
-query at a time; `http_overhead` is the served p50 at one client over that baseline.
-Without --bundle/--index it builds a synthetic gallery with an untrained tiny bundle, padded with
-random vectors to --gallery-size. Prints JSON and writes DIR/service.json.
+Every runtime is measured against the baseline measured in the same run: the full-context torch
+fp32 path (``TPS_RUNTIME=torch TPS_TRIM_TEXT=false``, every caption padded to the context, as
+the service ran before trimming), run first and again last; speed-ups use the faster of the
+two. For the baseline and each ``--runtime`` (torch = trimmed torch fp32) it starts
+`python -m service` on 127.0.0.1 with batching on and off, drives POST /v1/search from 1, 8 and
+32 concurrent clients, and reports p50/p99 latency, QPS and the mean query-batch size the
+server saw. In-process encode + search of the same runtime, one query at
+a time, is the reference for the HTTP overhead (one-client served p50 / in-process p50). Each
+runtime's served top-10 lists for the ranking queries are compared with the baseline's.
+
+Without --index it builds a synthetic gallery (the test split of a synthetic set, padded with
+random unit vectors to --gallery-size) with a random-init bundle of --model (or --bundle), and
+exports the ONNX graphs the runtimes need. Queries are the synthetic captions. Prints JSON and
+writes DIR/service.json. ``--quick``: tiny model, small gallery, short levels (``make bench``).
 """
 
 from __future__ import annotations
@@ -22,38 +31,59 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # As `python -m service` does: a fair in-process baseline needs the same OpenMP wait policy.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from bench.http_load import drive, percentile
 from support.server import ServiceProcess, service_env
 
 CONCURRENCY = (1, 8, 32)
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+BASELINE = "torch-full-context"
+BASELINE_AGAIN = "torch-full-context-again"
+RANKING_QUERIES = 48
+# Served QPS at 32 clients over the baseline's; served p50 at 1 client over in-process p50.
+TARGET_SPEEDUP = 2.0
+TARGET_OVERHEAD = 1.15
+TARGET_INT8_OVERLAP = 0.99
 
 
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+def config(name: str) -> dict[str, str]:
+    """The service settings of a measured configuration."""
+    if name == BASELINE:
+        return {"TPS_RUNTIME": "torch", "TPS_TRIM_TEXT": "false"}
+    return {"TPS_RUNTIME": name, "TPS_TRIM_TEXT": "true"}
+
+
+def bundle_args(name: str) -> dict[str, Any]:
+    settings = config(name)
+    return {"runtime": settings["TPS_RUNTIME"], "trim_text": settings["TPS_TRIM_TEXT"] == "true"}
 
 
 # --- the gallery --------------------------------------------------------------------------------
 
 
-def build_gallery(work: Path, gallery_size: int) -> tuple[Path, Path, list[str]]:
-    """A synthetic set, an untrained tiny bundle, and an index of its images plus padding."""
+def build_gallery(
+    work: Path, gallery_size: int, model: str = "tiny", bundle_dir: Path | None = None
+) -> tuple[Path, Path, list[str]]:
+    """A synthetic set, a random-init bundle, and an index of its images plus padding."""
     from bundle.encoders import Bundle
     from index.gallery_sources import from_dataset
     from index.ingest import ingest
     from index.items import ItemMeta
     from index.store import GalleryIndex
-    from support.builders import make_random_bundle, make_synthetic
+    from support.builders import make_synthetic
+    from training.export import export_untrained
 
     root = make_synthetic(work / "synthetic", ids=60, images_per_id=3)
-    bundle_dir = make_random_bundle(work / "bundle")
+    if bundle_dir is None:
+        bundle_dir = export_untrained(work / "bundle", model)
     bundle = Bundle(bundle_dir, device="cpu")
     index_dir = work / "index"
     with GalleryIndex.create(index_dir, bundle.fingerprint, bundle.dim, "flat", "never") as index:
@@ -89,14 +119,38 @@ def default_queries() -> list[str]:
     ]
 
 
-# --- in-process baseline ------------------------------------------------------------------------
+def ensure_onnx(bundle_dir: Path, runtimes: list[str], work: Path) -> dict | None:
+    """Export the graphs the runtimes need (INT8 written whatever its agreement: measured here)."""
+    from bundle.format import read_meta
+    from bundle.onnx_files import read_record
+    from support.builders import make_synthetic
+    from training.export import export_onnx_towers
+
+    want_int8 = "onnx-int8" in runtimes
+    if not any(r.startswith("onnx") for r in runtimes):
+        return None
+    record = read_record(read_meta(bundle_dir))
+    started = time.perf_counter()
+    if record is None or (want_int8 and "text_int8" not in record.graphs):
+        root = make_synthetic(work / "check", ids=250, images_per_id=2, held_out=0.4)
+        export_onnx_towers(bundle_dir, int8=want_int8, check_root=root, min_overlap=0.0)
+        record = read_record(read_meta(bundle_dir))
+    assert record is not None
+    return {
+        "seconds": round(time.perf_counter() - started, 1),
+        "int8_check": record.extra.get("int8"),
+    }
 
 
-def baseline(bundle_dir: Path, index_dir: Path, queries: list[str], n: int) -> dict:
+# --- in-process reference -----------------------------------------------------------------------
+
+
+def in_process(bundle_dir: Path, index_dir: Path, name: str, queries: list[str], n: int) -> dict:
+    """Encode + search one query at a time (and one batch of 32) with this configuration."""
     from bundle.encoders import Bundle
     from index.store import GalleryIndex
 
-    bundle = Bundle(bundle_dir, device="cpu")
+    bundle = Bundle(bundle_dir, device="cpu", **bundle_args(name))
     with GalleryIndex.open(index_dir, bundle.fingerprint, bundle.dim, "never") as index:
         for q in queries[:5]:
             index.search(bundle.encode_text([q]), 10)  # warm-up
@@ -119,146 +173,168 @@ def baseline(bundle_dir: Path, index_dir: Path, queries: list[str], n: int) -> d
     }
 
 
-# --- load against the server ----------------------------------------------------------------------
+# --- the served runs ----------------------------------------------------------------------------
 
 
-def _samples(metrics_text: str, name: str) -> list[tuple[dict[str, str], float]]:
-    """(labels, value) of every sample called ``name`` in a Prometheus text exposition."""
-    return [
-        (sample.labels, sample.value)
-        for family in text_string_to_metric_families(metrics_text)
-        for sample in family.samples
-        if sample.name == name
-    ]
-
-
-def server_buckets(metrics_text: str) -> dict[float, int]:
-    """Cumulative counts of the server's own latency histogram for /v1/search."""
-    return {
-        float(labels["le"]): int(value)
-        for labels, value in _samples(metrics_text, "tps_http_request_duration_seconds_bucket")
-        if labels.get("method") == "POST" and labels.get("route") == "/v1/search"
-    }
-
-
-def server_quantile(before: dict[float, int], after: dict[float, int], q: float) -> float | None:
-    """Upper bound (ms) of the bucket holding quantile q of the requests between two scrapes."""
-    deltas = sorted((le, after[le] - before.get(le, 0)) for le in after)
-    total = deltas[-1][1] if deltas else 0
-    for le, n in deltas:
-        if total and n >= q * total:
-            return le * 1000
-    return None
-
-
-def batch_stats(metrics_text: str) -> tuple[float, float]:
-    """(sum, count) of the server's text batch-size histogram."""
-    total = _samples(metrics_text, "tps_query_batch_size_sum")
-    count = _samples(metrics_text, "tps_query_batch_size_count")
-    return (total[0][1] if total else 0.0), (count[0][1] if count else 0.0)
-
-
-async def drive(url: str, queries: list[str], clients: int, requests: int, max_s: float) -> dict:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    next_request = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
-        scrape = (await http.get("/metrics")).text
-        before, buckets_before = batch_stats(scrape), server_buckets(scrape)
-        started = time.perf_counter()
-        deadline = started + max_s
-
-        async def client() -> None:
-            nonlocal next_request
-            while next_request < requests and time.perf_counter() < deadline:
-                query = queries[next_request % len(queries)]
-                next_request += 1
-                t0 = time.perf_counter()
-                reply = await http.post("/v1/search", json={"query": query, "top_k": 10})
-                latencies.append((time.perf_counter() - t0) * 1000)
-                statuses[reply.status_code] = statuses.get(reply.status_code, 0) + 1
-
-        await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-        scrape = (await http.get("/metrics")).text
-        after, buckets_after = batch_stats(scrape), server_buckets(scrape)
-    calls = after[1] - before[1]
-    return {
-        "clients": clients,
-        "requests": len(latencies),
-        "seconds": round(elapsed, 3),
-        "qps": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(percentile(latencies, 50), 2),
-        "p99_ms": round(percentile(latencies, 99), 2),
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "encoder_calls": int(calls),
-        "mean_query_batch": round((after[0] - before[0]) / calls, 2) if calls else None,
-        # From the server's histogram: bucket upper bounds, so coarse, but free of client delays.
-        "server_p50_ms_at_most": server_quantile(buckets_before, buckets_after, 0.5),
-        "server_p99_ms_at_most": server_quantile(buckets_before, buckets_after, 0.99),
-    }
+def top10(url: str, queries: list[str]) -> list[list[str]]:
+    with httpx.Client(base_url=url, timeout=120) as http:
+        lists = []
+        for query in queries:
+            reply = http.post("/v1/search", json={"query": query, "top_k": 10})
+            reply.raise_for_status()
+            lists.append([r["image_id"] for r in reply.json()["results"]])
+    return lists
 
 
 def serve_and_drive(
-    bundle_dir: Path, index_dir: Path, work: Path, batching: bool, queries: list[str], args
-) -> list[dict]:
+    bundle_dir: Path,
+    index_dir: Path,
+    work: Path,
+    name: str,
+    batching: bool,
+    queries: list[str],
+    args: argparse.Namespace,
+) -> tuple[list[dict], list[list[str]] | None]:
+    """(the levels, the served top-10 lists when batching is on)."""
     env = service_env(
         bundle_dir,
         index_dir,
         TPS_BATCHING=str(batching).lower(),
         TPS_LOG_LEVEL="warning",
         TPS_INDEX_REFRESH_S="0",
+        **config(name),
     )
-    server = ServiceProcess(env, work / f"service-batching-{batching}.log").start().wait_ready()
+    log = work / f"service-{name}-batching-{batching}.log"
+    server = ServiceProcess(env, log).start().wait_ready(timeout=600)
     try:
+        rankings = top10(server.url, queries[:RANKING_QUERIES]) if batching else None
         levels = []
         for clients in CONCURRENCY:
             # Warm-up at the same concurrency: opens the connections, fills the thread pools.
-            asyncio.run(drive(server.url, queries, clients, 4 * clients, args.max_seconds))
+            warm = min(4 * clients, args.requests)
+            asyncio.run(drive(server.url, queries, clients, warm, args.max_seconds))
             levels.append(
                 asyncio.run(drive(server.url, queries, clients, args.requests, args.max_seconds))
             )
-        return levels
+        return levels, rankings
     finally:
         server.stop()
+
+
+def agreement(got: list[list[str]], want: list[list[str]]) -> dict:
+    same = sum(g == w for g, w in zip(got, want, strict=True))
+    overlap = [len(set(g) & set(w)) / max(len(w), 1) for g, w in zip(got, want, strict=True)]
+    return {
+        "queries": len(want),
+        "identical_top10": same,
+        "top10_overlap": round(float(np.mean(overlap)), 4),
+    }
+
+
+def summary(name: str, runs: dict, base_runs: dict, ranks: dict, reference: dict) -> dict:
+    """The targets: QPS at 32 clients vs the baseline, rankings, HTTP overhead at 1 client."""
+    qps = runs["batching_on"][-1]["qps"]
+    base_qps = base_runs["batching_on"][-1]["qps"]
+    one_client = runs["batching_on"][0]["p50_ms"]
+    overhead = one_client / reference["encode_search_p50_ms"]
+    speedup = qps / base_qps if base_qps else float("nan")
+    if name.startswith("onnx-int8"):
+        rank_ok = ranks["top10_overlap"] >= TARGET_INT8_OVERLAP
+        rank_rule = f"top-10 overlap ≥ {TARGET_INT8_OVERLAP}"
+    else:
+        rank_ok = ranks["identical_top10"] == ranks["queries"]
+        rank_rule = "identical top-10 lists"
+    return {
+        "qps_32_clients": qps,
+        "baseline_qps_32_clients": base_qps,
+        "speedup_32_clients": round(speedup, 2),
+        "speedup_target": TARGET_SPEEDUP,
+        "rankings": {**ranks, "rule": rank_rule, "met": rank_ok},
+        "http_overhead_1_client": round(overhead, 2),
+        "overhead_target": TARGET_OVERHEAD,
+        "met": {
+            "speedup": speedup >= TARGET_SPEEDUP,
+            "rankings": rank_ok,
+            "overhead": overhead <= TARGET_OVERHEAD,
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="folder for service.json")
-    parser.add_argument("--bundle", type=Path, help="bundle to serve (with --index)")
-    parser.add_argument("--index", type=Path, help="index to serve (with --bundle)")
+    parser.add_argument("--model", default="tiny", help="random-init tiny or ViT-B-16")
+    parser.add_argument(
+        "--runtime", nargs="+", choices=RUNTIMES, default=list(RUNTIMES), help="runtimes to serve"
+    )
+    parser.add_argument("--bundle", type=Path, help="serve this bundle (a gallery is built)")
+    parser.add_argument("--index", type=Path, help="and this index (needs --bundle)")
     parser.add_argument("--gallery-size", type=int, default=50_000)
     parser.add_argument("--requests", type=int, default=600, help="requests per level (max)")
     parser.add_argument("--max-seconds", type=float, default=15.0, help="time per level (max)")
+    parser.add_argument("--quick", action="store_true", help="tiny model, small and short")
     args = parser.parse_args(argv)
-    if (args.bundle is None) != (args.index is None):
-        parser.error("--bundle and --index go together")
+    if args.index is not None and args.bundle is None:
+        parser.error("--index needs --bundle")
+    if args.quick:
+        if args.bundle is None:
+            args.model = "tiny"
+        args.gallery_size = min(args.gallery_size, 2_000)
+        args.requests = min(args.requests, 48)
+        args.max_seconds = min(args.max_seconds, 3.0)
 
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
         work = Path(tmp)
-        if args.bundle is not None:
+        if args.index is not None:
             bundle_dir, index_dir, queries = args.bundle, args.index, default_queries()
             source = "given"
         else:
-            bundle_dir, index_dir, queries = build_gallery(work, args.gallery_size)
-            source = "synthetic test split + random padding, untrained tiny bundle"
-        base = baseline(bundle_dir, index_dir, queries, 100)
-        runs = {
-            name: serve_and_drive(bundle_dir, index_dir, work, on, queries, args)
-            for name, on in (("batching_on", True), ("batching_off", False))
-        }
-    one_client = runs["batching_on"][0]["p50_ms"]
+            bundle_dir, index_dir, queries = build_gallery(
+                work, args.gallery_size, args.model, args.bundle
+            )
+            source = f"synthetic test split + random padding, random-init {args.model} bundle"
+        export = ensure_onnx(bundle_dir, args.runtime, work)
+        n = 20 if args.quick else 100
+        # The baseline runs first and again last, and each configuration's in-process figure is
+        # taken right before its servers: other jobs' load on a shared machine drifts, and this
+        # keeps it from favouring whichever configuration happened to run in a quiet spell.
+        order = [BASELINE, *args.runtime, BASELINE_AGAIN]
+        reference, http, rankings = {}, {}, {}
+        for name in order:
+            setting = BASELINE if name == BASELINE_AGAIN else name
+            reference[name] = in_process(bundle_dir, index_dir, setting, queries, n)
+            http[name] = {}
+            for label, on in (("batching_on", True), ("batching_off", False)):
+                levels, ranked = serve_and_drive(
+                    bundle_dir, index_dir, work, setting, on, queries, args
+                )
+                http[name][label] = levels
+                if ranked is not None and name != BASELINE_AGAIN:
+                    rankings[name] = ranked
+    ranks = {name: agreement(rankings[name], rankings[BASELINE]) for name in args.runtime}
+    # The faster of the two baseline runs: the conservative reference for the speed-ups.
+    best_base = max((BASELINE, BASELINE_AGAIN), key=lambda n: http[n]["batching_on"][-1]["qps"])
     result = {
         "bench": "service",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "note": "client and server share the machine's CPUs; where p99_ms is far above "
-        "server_p99_ms_at_most, the Python client is the bottleneck",
+        "note": "2-core machine shared with other users' jobs, and client and server share its "
+        "CPUs: figures are noisy; where p99_ms is far above server_p99_ms_at_most, the Python "
+        "client is the bottleneck",
         "gallery": source,
-        "in_process": base,
-        "http": runs,
-        "http_overhead": round(one_client / base["encode_search_p50_ms"], 2),
+        "baseline": f"{BASELINE}: torch fp32, every caption padded to the context; measured "
+        f"first and again last ({BASELINE_AGAIN}); speed-ups are against the faster of the two",
+        "order": order,
+        "onnx_export": export,
+        "in_process": reference,
+        "http": http,
+        "http_overhead": {
+            name: round(http[name]["batching_on"][0]["p50_ms"] / ref["encode_search_p50_ms"], 2)
+            for name, ref in reference.items()
+        },
+        "vs_baseline": {
+            name: summary(name, http[name], http[best_base], ranks[name], reference[name])
+            for name in args.runtime
+        },
     }
     text = json.dumps(result, indent=2)
     print(text)

@@ -1,6 +1,10 @@
-"""Inference encoders of a bundle: device choice, autocast, tokenise and encode.
+"""Inference encoders of a bundle: tokenise, trim, encode, whatever runtime computes the towers.
 
-Outputs are L2-normalised float32 numpy arrays, whatever device or precision computed them.
+:class:`Bundle` is what index, service and evaluation hold. It owns the parts that must not
+differ between runtimes: the tokenizer (open_clip's), the image preprocessing, the fingerprint
+check and the cutting of a text batch to its longest caption; a runtime (bundle/runtimes.py)
+only runs the towers. Outputs are L2-normalised float32 numpy arrays, whatever runtime, device
+or precision computed them.
 """
 
 from __future__ import annotations
@@ -10,42 +14,41 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bundle.devices import resolve_device
 from bundle.format import META_FILE, WEIGHTS_FILE, BundleError, read_meta, sha256_file
 from bundle.openclip_import import import_open_clip
+from bundle.preprocess import load_preprocess
+from bundle.runtimes import EncoderRuntime, open_runtime
+from bundle.towers import trimmed_length
 
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present; an explicit ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BundleError("--device cuda was asked for but no CUDA device is available")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise BundleError(f"unknown device {device!r}: use auto, cpu or cuda")
-    return torch.device(device)
+__all__ = ["Bundle", "BundleError", "resolve_device"]
 
 
 class Bundle:
-    """Loaded encoders with their tokenizer and preprocessing; outputs are L2-normalised float32."""
+    """Loaded encoders with their tokenizer and preprocessing; outputs are L2-normalised float32.
 
-    def __init__(self, bundle_dir: Path, device: str = "cpu", verify: bool = True) -> None:
+    ``runtime``: ``torch``, ``onnx`` or ``onnx-int8`` (bundle/runtimes.py). ``trim_text``: run
+    the text tower only up to the batch's longest caption (exact, see bundle/towers.py); off
+    only to measure the full-context baseline.
+    """
+
+    def __init__(
+        self,
+        bundle_dir: Path,
+        device: str = "cpu",
+        verify: bool = True,
+        runtime: str = "torch",
+        trim_text: bool = True,
+    ) -> None:
         self.path = Path(bundle_dir)
         self.meta = read_meta(self.path)
         if verify and sha256_file(self.path / WEIGHTS_FILE) != self.meta.fingerprint:
             raise BundleError(f"{self.path}: weights do not match the fingerprint in {META_FILE}")
         open_clip = import_open_clip()
-        self.device = resolve_device(device)
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                f"local-dir:{self.path}", device=self.device
-            )
-        except (RuntimeError, ValueError) as err:
-            raise BundleError(f"{self.path}: open_clip could not load the bundle: {err}") from err
-        self.model = model.eval()
-        self.preprocess = preprocess
+        self.runtime: EncoderRuntime = open_runtime(self.path, self.meta, runtime, device)
+        self.preprocess = load_preprocess(self.path)
         self.tokenizer = open_clip.get_tokenizer(f"local-dir:{self.path}")
-        # bf16 autocast on GPU halves the bandwidth; outputs are cast back to float32.
-        self.autocast_dtype = torch.bfloat16 if self.device.type == "cuda" else None
+        self.trim_text = trim_text and self.runtime.text_trimmable
 
     @property
     def fingerprint(self) -> str:
@@ -55,24 +58,33 @@ class Bundle:
     def dim(self) -> int:
         return self.meta.embed_dim
 
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
+    def runtime_name(self) -> str:
+        return self.runtime.name
+
     def token_count(self, text: str) -> int:
         """Tokens a caption needs including start/end tokens (over context_length = truncated)."""
         return len(self.tokenizer.encode(text)) + 2
 
-    def _run(self, fn, x: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            x = x.to(self.device, non_blocking=True)
-            if self.autocast_dtype is not None:
-                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                    out = fn(x)
-            else:
-                out = fn(x)
-            out = torch.nn.functional.normalize(out.float(), dim=-1)
-        return out.cpu().numpy().astype(np.float32, copy=False)
+    def tokens(self, texts: list[str]) -> np.ndarray:
+        """int64 token ids, cut after the batch's last end-of-text token when trimming is on."""
+        tokens = self.tokenizer(texts).numpy().astype(np.int64, copy=False)
+        if not self.trim_text:
+            return tokens
+        length = trimmed_length(tokens, self.runtime.text_pool, self.runtime.text_eos_id)
+        return tokens[:, :length]
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
-        return self._run(self.model.encode_text, self.tokenizer(texts))
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return self.runtime.encode_tokens(self.tokens(texts))
 
     def encode_images(self, images: torch.Tensor) -> np.ndarray:
         """Encode a batch already passed through ``self.preprocess``."""
-        return self._run(self.model.encode_image, images)
+        if images.shape[0] == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return self.runtime.encode_images(images)

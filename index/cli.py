@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from bundle.cli import OneLineParser, run_command, setup_logging
 from bundle.format import BundleError
+from bundle.runtimes import RUNTIME_HELP, RUNTIMES, default_runtime
 from index import cli_inputs
 from index.errors import IndexStoreError
 from index.faiss_backend import KINDS, USE_GPU
 from index.gallery_sources import ALL_SPLITS, DATASETS, GallerySourceError
 from index.metadata_fields import TIME_HELP
+from index.query_vector import DEFAULT_ALPHA, DEFAULT_BETA
 from index.stores import store_kind
 
 if TYPE_CHECKING:
@@ -72,8 +74,30 @@ def _add_filter(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--before", metavar="TIME", help="captured at or before TIME")
 
 
+def _add_examples(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "search by example (query = text + alpha * mean(positives) - beta * mean(negatives))"
+    )
+    for flag, whose in (("--positive", "the person sought"), ("--negative", "someone else")):
+        group.add_argument(
+            flag,
+            dest=f"{flag[2:]}s",
+            action="append",
+            default=[],
+            metavar="ID",
+            help=f"a gallery image of {whose} (repeatable)",
+        )
+    group.add_argument("--image", type=Path, metavar="PATH", help="a photo of the person sought")
+    group.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="positives' weight")
+    group.add_argument("--beta", type=float, default=DEFAULT_BETA, help="negatives' weight")
+    group.add_argument(
+        "--keep-examples", action="store_true", help="let the example images appear in the results"
+    )
+
+
 def _add_encoding(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    parser.add_argument("--runtime", choices=RUNTIMES, help=RUNTIME_HELP)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="image decode processes")
 
@@ -103,12 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="print an index's summary (and store kind) as JSON")
     _add_store(info)
 
-    search = commands.add_parser("search", help="rank the gallery for a sentence")
+    search = commands.add_parser(
+        "search", help="rank the gallery for a sentence, example images, or both"
+    )
     _add_store(search)
     search.add_argument("--bundle", type=Path, required=True)
-    search.add_argument("--query", required=True, help="the description to search for")
+    search.add_argument("--query", help="the description to search for")
     search.add_argument("-k", type=int, default=10, help="results to return (default: 10)")
+    _add_examples(search)
     search.add_argument("--device", default="auto", help="text encoder device")
+    search.add_argument("--runtime", choices=RUNTIMES, help=RUNTIME_HELP)
     search.add_argument("--use-gpu", choices=USE_GPU, default="auto", help="FAISS search on GPU")
     _add_filter(search)
 
@@ -146,12 +174,17 @@ def _check_encoding(args: argparse.Namespace) -> None:
         raise GallerySourceError(f"--workers must be 0 or more, got {args.workers}")
 
 
-def _load_bundle(path: Path, device: str) -> Bundle:
+def _load_bundle(path: Path, device: str, runtime: str | None = None) -> Bundle:
     from bundle.encoders import Bundle
 
-    bundle = Bundle(path, device=device)
+    bundle = Bundle(path, device=device, runtime=default_runtime(runtime))
     log.info(
-        "bundle %s (%s, dim %d) on %s", path, bundle.fingerprint[:12], bundle.dim, bundle.device
+        "bundle %s (%s, dim %d) on %s, runtime %s",
+        path,
+        bundle.fingerprint[:12],
+        bundle.dim,
+        bundle.device,
+        bundle.runtime_name,
     )
     return bundle
 
@@ -207,7 +240,7 @@ def cmd_build(args: argparse.Namespace) -> Any:
     from index.ingest import ingest, ingest_new  # torch: only once the cheap checks have passed
     from index.stores import create_store
 
-    bundle = _load_bundle(args.bundle, args.device)
+    bundle = _load_bundle(args.bundle, args.device, args.runtime)
     encoding = (args.batch_size, args.workers, not args.quiet)
     if store_kind(args.out) == "faiss":
         # Assembled aside and put in place whole: a failed build leaves nothing at --out.
@@ -247,7 +280,7 @@ def cmd_add(args: argparse.Namespace) -> Any:
     with closing(_open_for(args.index, args.bundle)) as index:
         from index.ingest import ingest
 
-        bundle = _load_bundle(args.bundle, args.device)
+        bundle = _load_bundle(args.bundle, args.device, args.runtime)
         report = ingest(index, bundle, entries, args.batch_size, args.workers, not args.quiet)
         if _nothing_readable(report):
             raise IndexStoreError(f"none of the {len(entries)} images could be read")
@@ -272,14 +305,24 @@ def cmd_info(args: argparse.Namespace) -> Any:
 
 
 def cmd_search(args: argparse.Namespace) -> Any:
+    from index.example_search import ExampleQuery, search_by_example
+
     if args.k < 1:
         raise GallerySourceError(f"-k must be at least 1, got {args.k}")
-    if not args.query.strip():
-        raise GallerySourceError("--query is empty")
+    query = ExampleQuery(
+        text=args.query,
+        positive_ids=tuple(args.positives),
+        negative_ids=tuple(args.negatives),
+        image=args.image,
+        alpha=args.alpha,
+        beta=args.beta,
+        keep_examples=args.keep_examples,
+    )
+    query.check()
     where = cli_inputs.search_filter(args)
     with closing(_open_for(args.index, args.bundle, args.use_gpu)) as index:
-        bundle = _load_bundle(args.bundle, args.device)
-        hits = index.search(bundle.encode_text([args.query]), args.k, where)[0]
+        bundle = _load_bundle(args.bundle, args.device, args.runtime)
+        hits = search_by_example(index, bundle, query, args.k, where)
     return [{"image_id": h.image_id, "person_id": h.person_id, "score": h.score} for h in hits]
 
 
@@ -293,7 +336,7 @@ def cmd_rebuild(args: argparse.Namespace) -> Any:
         raise IndexStoreError("a Milvus store is rebuilt into a new store: give --out")
     if args.out is not None and store_kind(args.out) == "faiss":
         check_new_location(Path(args.out))
-    bundle = _load_bundle(args.bundle, args.device)
+    bundle = _load_bundle(args.bundle, args.device, args.runtime)
     options = {
         "kind": args.kind,
         "batch_size": args.batch_size,

@@ -34,7 +34,8 @@ delete) need the `X-API-Key` header. `/readyz` turns 200 once the model and the 
 loaded and warmed.
 """
 
-UPLOAD_PATH = "/v1/gallery"
+# Routes whose body carries images: they get the upload limit, every other the JSON limit.
+UPLOAD_PATHS = frozenset({"/v1/gallery", "/v1/search/image"})
 
 
 @contextlib.asynccontextmanager
@@ -144,7 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app, settings)
 
     def body_limit(scope: Scope) -> int:
-        is_upload = scope.get("method") == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH
+        is_upload = scope.get("method") == "POST" and scope["path"].rstrip("/") in UPLOAD_PATHS
         return settings.max_upload_bytes if is_upload else settings.max_json_bytes
 
     # Added last = outermost: metrics see every response, including 413s from the body limit.

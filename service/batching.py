@@ -6,6 +6,14 @@ Concurrent requests each put their items (queries) on one queue; a single worker
 batch fills up, so under load the encoder sees large batches without any request waiting long.
 At low load (a lone query after a lone query) the worker does not wait at all.
 
+Grouping by length: the text tower runs each batch only up to its longest caption
+(bundle/towers.py), so a batch costs about its size times its longest length. Whenever more
+queries wait than one batch holds, the batch is the OLDEST waiting query plus the waiting queries
+nearest to it in token length (``length_of``; ties go to the older), in arrival order; the rest
+stay queued for the next batch, which starts as soon as this one returns. The oldest query always
+goes, so no query waits for more than ``queue_size / max_size`` batches. When everything waiting
+fits in one batch it all goes (an extra call would cost more than the padding saves).
+
 :class:`Unbatched` is the same interface with batching off: every request calls ``fn`` alone,
 with the same bound on work in flight.
 """
@@ -25,6 +33,7 @@ log = logging.getLogger(__name__)
 
 BatchFn = Callable[[list[Any]], Sequence[Any]]  # one result per item, in order
 BatchHook = Callable[[int, float], None]  # (batch size, seconds in fn)
+LengthFn = Callable[[Any], int]  # an item's cost along the sequence (a query's token count)
 
 
 class QueueFullError(Exception):
@@ -50,6 +59,7 @@ class Batcher(Protocol):
 class _Pending:
     item: Any
     future: asyncio.Future = field(repr=False)
+    length: int | None = None  # computed only when the batch has to be chosen by length
 
 
 class MicroBatcher:
@@ -62,6 +72,7 @@ class MicroBatcher:
         max_wait_s: float = 0.005,
         queue_size: int = 256,
         on_batch: BatchHook | None = None,
+        length_of: LengthFn | None = None,
     ) -> None:
         if max_size < 1 or queue_size < 1:
             raise ValueError("max_size and queue_size must be at least 1")
@@ -70,7 +81,10 @@ class MicroBatcher:
         self.max_wait_s = max_wait_s
         self.queue_size = queue_size
         self._on_batch = on_batch
+        self.length_of = length_of
         self._queue: asyncio.Queue[_Pending] | None = None
+        # Taken off the queue but not yet batched (only ever more than max_size under load).
+        self._backlog: list[_Pending] = []
         self._worker: asyncio.Task | None = None
         # One thread: batches run one after another, which is what lets the next one grow.
         self._executor: ThreadPoolExecutor | None = None
@@ -80,8 +94,11 @@ class MicroBatcher:
     @property
     def depth(self) -> int:
         """Items waiting plus those inside the current call."""
-        waiting = self._queue.qsize() if self._queue is not None else 0
-        return waiting + len(self._current)
+        return self._waiting + len(self._current)
+
+    @property
+    def _waiting(self) -> int:
+        return (self._queue.qsize() if self._queue is not None else 0) + len(self._backlog)
 
     async def start(self) -> None:
         if self._worker is not None:
@@ -98,7 +115,8 @@ class MicroBatcher:
             await self._worker
         self._worker = None
         assert self._queue is not None
-        leftovers = list(self._current)
+        leftovers = [*self._current, *self._backlog]
+        self._backlog = []
         while not self._queue.empty():
             leftovers.append(self._queue.get_nowait())
         for pending in leftovers:
@@ -115,9 +133,9 @@ class MicroBatcher:
         if self._queue is None or self._worker is None:
             raise BatcherClosedError("the query queue is not running")
         # All or nothing: half a request queued would still cost encoder time.
-        if self._queue.qsize() + len(items) > self.queue_size:
+        if self._waiting + len(items) > self.queue_size:
             raise QueueFullError(
-                f"the query queue is full ({self._queue.qsize()} of {self.queue_size} waiting); "
+                f"the query queue is full ({self._waiting} of {self.queue_size} waiting); "
                 "retry shortly"
             )
         loop = asyncio.get_running_loop()
@@ -126,27 +144,47 @@ class MicroBatcher:
             self._queue.put_nowait(item)
         return list(await asyncio.gather(*(p.future for p in pending)))
 
+    def _drain(self) -> None:
+        """Move everything already queued to the backlog, without waiting."""
+        assert self._queue is not None
+        while not self._queue.empty():
+            self._backlog.append(self._queue.get_nowait())
+
     async def _collect(self) -> list[_Pending]:
         assert self._queue is not None
-        batch = [await self._queue.get()]
+        if not self._backlog:
+            self._backlog.append(await self._queue.get())
+        self._drain()
         # A lone caller after a lone batch means low load: waiting would only add latency.
         # Once calls overlap (they queue up while the encoder runs), the window applies.
-        wait = self.max_wait_s if self._last_size > 1 or not self._queue.empty() else 0.0
+        wait = self.max_wait_s if self._last_size > 1 or len(self._backlog) > 1 else 0.0
         deadline = time.monotonic() + wait
-        while len(batch) < self.max_size:
-            # Take what is already queued without waiting; wait only for the rest of the window.
-            if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                continue
+        while len(self._backlog) < self.max_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                self._backlog.append(await asyncio.wait_for(self._queue.get(), remaining))
             except TimeoutError:
                 break
+            self._drain()
         # Callers that gave up (client went away) need no encoding.
-        return [p for p in batch if not p.future.done()]
+        self._backlog = [p for p in self._backlog if not p.future.done()]
+        return self._take()
+
+    def _take(self) -> list[_Pending]:
+        """The next batch out of the backlog: all of it when it fits, else the oldest item and
+        the items nearest to it in length (the module docstring has the rule)."""
+        waiting = self._backlog
+        if len(waiting) <= self.max_size or self.length_of is None:
+            batch, self._backlog = waiting[: self.max_size], waiting[self.max_size :]
+            return batch
+        for pending in waiting:
+            if pending.length is None:
+                pending.length = self.length_of(pending.item)
+        chosen = set(choose_by_length([p.length or 0 for p in waiting], self.max_size))
+        self._backlog = [p for i, p in enumerate(waiting) if i not in chosen]
+        return [p for i, p in enumerate(waiting) if i in chosen]
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -175,6 +213,16 @@ class MicroBatcher:
             for p, row in zip(batch, rows, strict=True):
                 if not p.future.done():
                     p.future.set_result(row)
+
+
+def choose_by_length(lengths: Sequence[int], max_size: int) -> list[int]:
+    """Positions (in arrival order) of the next batch from items waiting in arrival order: the
+    oldest, then the nearest to its length, ties to the older; everything when it all fits."""
+    if len(lengths) <= max_size:
+        return list(range(len(lengths)))
+    lead = lengths[0]
+    nearest = sorted(range(1, len(lengths)), key=lambda i: (abs(lengths[i] - lead), i))
+    return sorted([0, *nearest[: max_size - 1]])
 
 
 class Unbatched:
@@ -222,7 +270,14 @@ def make_batcher(
     max_wait_s: float,
     queue_size: int,
     on_batch: BatchHook | None = None,
+    length_of: LengthFn | None = None,
 ) -> Batcher:
     if enabled:
-        return MicroBatcher(fn, max_size, max_wait_s, queue_size, on_batch)
+        return MicroBatcher(fn, max_size, max_wait_s, queue_size, on_batch, length_of)
     return Unbatched(fn, queue_size, on_batch)
+
+
+def group_by_length(batcher: Batcher, length_of: LengthFn) -> None:
+    """Have a micro-batcher choose its batches by ``length_of`` (nothing to do unbatched)."""
+    if isinstance(batcher, MicroBatcher):
+        batcher.length_of = length_of

@@ -94,12 +94,15 @@ def _log_ready(runtime: Runtime, stats: dict[str, Any], seconds: float) -> None:
         else "off"
     )
     log.info(
-        "ready in %.1f s: model %s (dim %d) on %s; %s store %s with %d images (%s%s); "
+        "ready in %.1f s: model %s (dim %d) on %s with the %s runtime%s; %s store %s with %d "
+        "images (%s%s); "
         "batching %s; writes %s; reads %s",
         seconds,
         runtime.fingerprint[:12],
         runtime.bundle.dim,
         runtime.bundle.device,
+        runtime.bundle.runtime_name,
+        "" if runtime.bundle.trim_text else " (full-context text)",
         s.store_kind,
         runtime.store.location,
         stats.get("count", 0),

@@ -1,12 +1,16 @@
-"""Text queries against the gallery: one :class:`Searcher` owns query → encode → search → widen.
+"""Queries against the gallery: one :class:`Searcher` owns query → encode → search → widen.
 
-Queries from concurrent requests meet in the batcher (service/batching.py); one call of
-:class:`BatchSearch` then encodes all their texts in one encoder call and searches all vectors
-in one store call per filter, which is where both the encoder and the store are fastest per
-query. Queries only share a store search when their filters are equal: a filter decides which
-images are ranked at all, so each filter group gets its own top k. When ``unique_persons`` keeps
-fewer persons than asked for, the searcher widens: it asks the store for more hits of the same
-vector (and filter) until enough persons are found.
+A query is a text, example images (relevance feedback: "more like this", "not this one", an
+uploaded photo), or both; index/query_vector.py combines them into one vector. Queries from
+concurrent requests meet in the batcher (service/batching.py); one call of :class:`BatchSearch`
+then encodes all their texts in one encoder call, joins each to its examples, and searches all
+vectors in one store call per filter, which is where both the encoder and the store are fastest
+per query. Queries only share a store search when their filters are equal: a filter decides
+which images are ranked at all, so each filter group gets its own top k. Example images are
+dropped from their own results (the store is asked for as many more hits as there are examples,
+so k results remain). When ``unique_persons`` keeps fewer persons than asked for, the searcher
+widens: it asks the store for more hits of the same vector (and filter) until enough persons
+are found.
 
 The runtime (service/runtime.py) holds one searcher. Nothing here knows the runtime, so the two
 modules never import each other.
@@ -17,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,6 +29,7 @@ import numpy as np
 from index.filters import GalleryFilter
 from index.gallery_store import GalleryStore
 from index.items import Hit
+from index.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, QueryVectorError, combine
 from service.batching import Batcher, make_batcher
 from service.metrics import Metrics
 from service.settings import Settings
@@ -39,26 +44,58 @@ WARM_UP_QUERY = "a person walking"
 
 
 @dataclass(frozen=True)
+class Examples:
+    """Example images joined to a query: unit image vectors (rows), their weights, and the
+    gallery ids the results must leave out."""
+
+    positives: np.ndarray = field(compare=False)
+    negatives: np.ndarray = field(compare=False)
+    alpha: float = DEFAULT_ALPHA
+    beta: float = DEFAULT_BETA
+    exclude: frozenset[str] = frozenset()
+
+    def vector(self, text: np.ndarray | None) -> np.ndarray:
+        """The query vector for this text embedding (or none); raises QueryVectorError."""
+        return combine(text, self.positives, self.negatives, self.alpha, self.beta)
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """What to search for: a text, examples, or both (at least a text or a positive)."""
+
+    text: str | None
+    examples: Examples | None = None
+
+    @property
+    def exclude(self) -> frozenset[str]:
+        return self.examples.exclude if self.examples is not None else frozenset()
+
+
+@dataclass(frozen=True)
 class QueryJob:
-    text: str
+    text: str | None
     k: int
     where: GalleryFilter | None = None
+    examples: Examples | None = None
 
 
 @dataclass(frozen=True)
 class QueryAnswer:
-    vector: np.ndarray
+    vector: np.ndarray | None  # None when ``error`` says why there is no query
     hits: list[Hit]
+    error: str | None = None
 
 
 @dataclass(frozen=True)
 class QueryOutcome:
     hits: list[Hit]
     truncated: bool
+    vector: np.ndarray | None = field(default=None, compare=False)  # what was searched for
 
 
 class BatchSearch:
-    """The batcher's function: texts of many requests → one encode → one search per filter."""
+    """The batcher's function: texts of many requests → one encode → each joined to its
+    examples → one search per filter."""
 
     def __init__(self, bundle: Bundle, store: GalleryStore, metrics: Metrics) -> None:
         self.bundle = bundle
@@ -67,16 +104,44 @@ class BatchSearch:
 
     def __call__(self, jobs: list[QueryJob]) -> list[QueryAnswer]:
         started = time.perf_counter()
-        vectors = self.bundle.encode_text([job.text for job in jobs])
+        texts = [job.text for job in jobs if job.text is not None]
+        encoded_texts = iter(self.bundle.encode_text(texts) if texts else ())
         encoded = time.perf_counter()
+        vectors: list[np.ndarray | None] = []
+        errors: list[str | None] = []
+        for job in jobs:
+            text = next(encoded_texts) if job.text is not None else None
+            try:
+                vectors.append(job_vector(text, job.examples))
+                errors.append(None)
+            except QueryVectorError as err:
+                vectors.append(None)
+                errors.append(str(err))
         found: list[list[Hit]] = [[] for _ in jobs]
         for where, rows in group_by_filter(jobs).items():
+            rows = [row for row in rows if vectors[row] is not None]
+            if not rows:
+                continue
             k = max(jobs[row].k for row in rows)
-            for row, hits in zip(rows, self.store.search(vectors[rows], k, where), strict=True):
+            block = np.stack([vectors[row] for row in rows])  # type: ignore[misc]
+            for row, hits in zip(rows, self.store.search(block, k, where), strict=True):
                 found[row] = hits[: jobs[row].k]
-        self.metrics.encode.labels(kind="text").observe(encoded - started)
+        if texts:
+            self.metrics.encode.labels(kind="text").observe(encoded - started)
         self.metrics.search.observe(time.perf_counter() - encoded)
-        return [QueryAnswer(v, hits) for v, hits in zip(vectors, found, strict=True)]
+        return [
+            QueryAnswer(v, hits, error)
+            for v, hits, error in zip(vectors, found, errors, strict=True)
+        ]
+
+
+def job_vector(text: np.ndarray | None, examples: Examples | None) -> np.ndarray:
+    """The vector one job searches with: its text's, or its text joined to its examples."""
+    if examples is not None:
+        return examples.vector(text)
+    if text is None:
+        raise QueryVectorError("nothing to search for: give a text or a positive example")
+    return text
 
 
 def group_by_filter(jobs: Sequence[QueryJob]) -> dict[GalleryFilter | None, list[int]]:
@@ -144,25 +209,40 @@ class Searcher:
 
     async def run(
         self,
-        texts: list[str],
+        queries: Sequence[str | SearchQuery],
         top_k: int,
         unique_persons: bool,
         where: GalleryFilter | None = None,
     ) -> list[QueryOutcome]:
-        """Best hits per text among the images that pass ``where``, in order; raises the
-        batcher's QueueFullError when it is full."""
+        """Best hits per query (a text, or a :class:`SearchQuery`) among the images that pass
+        ``where``, in order, without the query's excluded examples; raises the batcher's
+        QueueFullError when it is full, and QueryVectorError when a query's examples leave
+        nothing to search for."""
+        asked = [SearchQuery(q) if isinstance(q, str) else q for q in queries]
         context = self.bundle.meta.context_length
-        truncated = [self.bundle.token_count(t) > context for t in texts]
-        fetch = min(MAX_FETCH, top_k * OVERFETCH) if unique_persons else top_k
-        answers = await self.batcher.submit([QueryJob(t, fetch, where) for t in texts])
+        truncated = [
+            q.text is not None and self.bundle.token_count(q.text) > context for q in asked
+        ]
+        base = min(MAX_FETCH, top_k * OVERFETCH) if unique_persons else top_k
+        fetches = [min(MAX_FETCH, base + len(q.exclude)) for q in asked]
+        jobs = [
+            QueryJob(q.text, fetch, where, q.examples)
+            for q, fetch in zip(asked, fetches, strict=True)
+        ]
+        answers = await self.batcher.submit(jobs)
         outcomes = []
-        for answer, cut in zip(answers, truncated, strict=True):
-            hits = answer.hits
+        for query, answer, fetch, cut in zip(asked, answers, fetches, truncated, strict=True):
+            if answer.error is not None or answer.vector is None:
+                raise QueryVectorError(answer.error or "nothing to search for")
+            hits = [h for h in answer.hits if h.image_id not in query.exclude]
             if unique_persons:
-                hits = best_per_person(answer.hits, top_k)
-                if len(hits) < top_k and len(answer.hits) == fetch:
-                    hits = await asyncio.to_thread(self.widen, answer.vector, top_k, fetch, where)
-            outcomes.append(QueryOutcome(hits, cut))
+                kept = best_per_person(hits, top_k)
+                if len(kept) < top_k and len(answer.hits) == fetch:
+                    kept = await asyncio.to_thread(
+                        self.widen, answer.vector, top_k, fetch, where, query.exclude
+                    )
+                hits = kept
+            outcomes.append(QueryOutcome(hits[:top_k], cut, answer.vector))
         return outcomes
 
     def search_now(
@@ -175,7 +255,12 @@ class Searcher:
         return hits
 
     def widen(
-        self, vector: np.ndarray, top_k: int, fetched: int, where: GalleryFilter | None = None
+        self,
+        vector: np.ndarray,
+        top_k: int,
+        fetched: int,
+        where: GalleryFilter | None = None,
+        exclude: frozenset[str] = frozenset(),
     ) -> list[Hit]:
         """Search deeper until ``top_k`` persons are found or the fetch cap is reached (rare:
         only when a few persons own most of the top images). Blocking: run it in a thread."""
@@ -183,7 +268,8 @@ class Searcher:
         fetch = fetched
         while True:
             fetch = min(cap, fetch * OVERFETCH)
-            hits = self.search_now(vector[None, :], fetch, where)[0]
+            found = self.search_now(vector[None, :], fetch, where)[0]
+            hits = [h for h in found if h.image_id not in exclude]
             kept = best_per_person(hits, top_k)
-            if len(kept) == top_k or len(hits) < fetch or fetch >= cap:
+            if len(kept) == top_k or len(found) < fetch or fetch >= cap:
                 return kept

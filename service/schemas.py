@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from index.filters import GalleryFilter
+from index.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, MAX_WEIGHT
 from service.metadata import (
     CAMERA_ID_REGEX,
     MAX_FILTER_VALUES,
@@ -37,6 +38,13 @@ NOT_BLANK = f"[^{WHITESPACE}]"
 IMAGE_ID_REGEX = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 PERSON_ID_REGEX = r"[^\x00-\x1f\x7f]{1,128}"
 PERSON_ID_PATTERN = re.compile(PERSON_ID_REGEX)
+# Gallery ids as the stores hold them: uploads' ids, and the index CLI's relative file paths
+# (which may hold '/' and spaces); never a control character, at most a Milvus key's length.
+EXAMPLE_ID_REGEX = r"[^\x00-\x1f\x7f]{1,512}"
+EXAMPLE_ID_PATTERN = re.compile(EXAMPLE_ID_REGEX)
+MAX_EXAMPLES = 64  # per list: more examples than this no longer change the mean
+MAX_SUGGESTIONS = 10
+DEFAULT_SUGGESTIONS = 5
 
 QueryText = Annotated[
     str,
@@ -213,26 +221,101 @@ FILTERS_FIELD = Field(
 )
 
 
+ExampleIdText = Annotated[str, _documented({"pattern": _anchored(EXAMPLE_ID_REGEX)})]
+ExampleIds = Annotated[list[ExampleIdText], _documented({"maxItems": MAX_EXAMPLES})]
+
+
+def _examples_error(message: str) -> PydanticCustomError:
+    return PydanticCustomError("invalid_examples", message)
+
+
 class SearchRequest(BaseModel):
+    """A search by description, by example images, or both; /v1/search/image takes the same
+    fields as form fields, next to an uploaded image (README, "Interactive search")."""
+
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
         json_schema_extra={
-            "examples": [{"query": "a woman in a red coat carrying a white bag", "top_k": 10}]
+            "examples": [
+                {"query": "a woman in a red coat carrying a white bag", "top_k": 10},
+                {
+                    "query": "a woman in a red coat",
+                    "positive_ids": ["cam3/000123.jpg"],
+                    "negative_ids": ["cam1/000045.jpg"],
+                    "suggest": True,
+                },
+            ]
         },
     )
 
-    query: QueryText
+    query: QueryText | None = Field(
+        default=None,
+        description="What the person looks like, in plain words (not only whitespace). "
+        "Optional when positive_ids (or, on /v1/search/image, an image) say whom to find.",
+    )
     top_k: int = Field(default=10, ge=1, description="How many results to return.")
     unique_persons: bool = Field(
         default=False, description="Keep only the best-scoring image of each person."
     )
     filters: SearchFilters | None = FILTERS_FIELD
+    positive_ids: ExampleIds = Field(
+        default_factory=list,
+        description='Gallery images of the person sought ("more like this"): the query moves '
+        "towards the mean of their vectors.",
+    )
+    negative_ids: ExampleIds = Field(
+        default_factory=list,
+        description='Gallery images of someone else ("not this person"): the query moves away '
+        "from the mean of their vectors.",
+    )
+    alpha: float = Field(
+        default=DEFAULT_ALPHA,
+        ge=0.0,
+        le=MAX_WEIGHT,
+        description="Weight of the positive examples' mean: query = text + alpha * mean(positives) "
+        "- beta * mean(negatives), normalised.",
+    )
+    beta: float = Field(
+        default=DEFAULT_BETA,
+        ge=0.0,
+        le=MAX_WEIGHT,
+        description="Weight of the negative examples' mean.",
+    )
+    exclude_examples: bool = Field(
+        default=True,
+        description="Leave the example images out of the results (k results still come back).",
+    )
+    suggest: bool = Field(
+        default=False,
+        description="Also return attribute phrases that would reorder the top results most "
+        "(one extra text-encoder batch).",
+    )
+    suggest_count: int = Field(
+        default=DEFAULT_SUGGESTIONS,
+        ge=1,
+        le=MAX_SUGGESTIONS,
+        description="How many suggestions at most.",
+    )
+
+    @field_validator("positive_ids", "negative_ids")
+    @classmethod
+    def _check_ids(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        name = info.field_name
+        if len(values) > MAX_EXAMPLES:
+            raise _examples_error(f"{name}: at most {MAX_EXAMPLES} images, got {len(values)}")
+        for i, value in enumerate(values):
+            if not EXAMPLE_ID_PATTERN.fullmatch(value):
+                raise _examples_error(
+                    f"{name}[{i}] must be a gallery image id: 1-512 characters, no control "
+                    "characters"
+                )
+        return values
 
     @field_validator("query")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        return _require_text(value)
+    def _not_blank(cls, value: str | None) -> str | None:
+        return None if value is None else _require_text(value)
 
 
 class BatchSearchRequest(BaseModel):
@@ -262,12 +345,26 @@ class SearchHit(BaseModel):
     rank: int = Field(ge=1, description="1 for the best match.")
 
 
+class SuggestedPhrase(BaseModel):
+    phrase: str = Field(description="A short attribute phrase, e.g. 'red bag'.")
+    query: str = Field(description="The query with the phrase appended, as it was scored.")
+    score: float = Field(
+        description="How much the phrase would reorder the top results (the fraction of their "
+        "pairs it swaps) times how evenly it splits them; in [0, 1], higher first."
+    )
+
+
 class SearchResponse(BaseModel):
     results: list[SearchHit]
     model: str = Field(description="Fingerprint of the model that encoded query and gallery.")
     took_ms: float
     truncated: bool = Field(
         description="The query was longer than the text encoder's context and was cut."
+    )
+    suggestions: list[SuggestedPhrase] | None = Field(
+        default=None,
+        description="With suggest: true, the phrases that would split the top results most, "
+        "best first (empty when nothing splits them); otherwise null.",
     )
 
 
@@ -346,7 +443,7 @@ class ErrorResponse(BaseModel):
 
 # Multipart uploads are parsed by hand (after the API key check, under the byte limit), so their
 # body is described here for the OpenAPI document instead of being inferred from parameters.
-def _padded(regex: str) -> str:
+def padded(regex: str) -> str:
     """A form field matching ``regex`` once stripped, or blank (which counts as not sent)."""
     return f"^[{WHITESPACE}]*({regex})?[{WHITESPACE}]*$"
 
@@ -374,20 +471,20 @@ UPLOAD_REQUEST_BODY = {
                     },
                     "person_id": {
                         "type": "string",
-                        "pattern": _padded(PERSON_ID_REGEX),
+                        "pattern": padded(PERSON_ID_REGEX),
                         "description": "Identity the images show (optional, same for all files): "
                         "1-128 printable characters.",
                     },
                     "image_id": {
                         "type": "string",
-                        "pattern": _padded(IMAGE_ID_REGEX),
+                        "pattern": padded(IMAGE_ID_REGEX),
                         "description": "Id for the image; only with exactly one file: 1-128 "
                         "letters, digits, '.', '_' or '-', starting with a letter or digit. "
                         "Default: derived from the file's SHA-256.",
                     },
                     "camera_id": {
                         "type": "string",
-                        "pattern": _padded(CAMERA_ID_REGEX),
+                        "pattern": padded(CAMERA_ID_REGEX),
                         "description": "The camera that took the images (optional, same for all "
                         "files): 1-128 letters, digits, '.', '_', ':', '/' or '-', starting with "
                         "a letter or digit.",

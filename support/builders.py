@@ -62,3 +62,17 @@ def make_trained_bundle(data_root: Path, run_dir: Path, epochs: int = 3) -> Path
     )
     train(cfg)
     return bundle
+
+
+def make_onnx_bundle(source: Path, out: Path) -> Path:
+    """A copy of ``source`` with its towers exported to ONNX: same weights, same fingerprint, so
+    an index built with ``source`` serves with it too."""
+    import shutil
+
+    from bundle.onnx_export import export_onnx
+
+    if (out / "bundle.json").is_file() and (out / "text.onnx").is_file():
+        return out
+    shutil.copytree(source, out, dirs_exist_ok=True)
+    export_onnx(out)
+    return out

@@ -1,27 +1,36 @@
-"""POST /v1/search and /v1/search/batch: text in, ranked gallery images out.
+"""POST /v1/search, /v1/search/image and /v1/search/batch: ranked gallery images out.
 
-Optional ``filters`` limit a search to the gallery images that pass them (cameras, a capture-time
-window, persons, tags): the store ranks only those, so the reply is the top k among them. Each
-hit carries its image's camera and capture time, read from the store in one worker-thread call
-per request.
+A search is a description, example images, or both: ``positive_ids`` ("more like this"),
+``negative_ids`` ("not this person") and, on /v1/search/image, an uploaded photo join the text
+as one query vector (index/query_vector.py), and the examples leave the results. With
+``suggest``, the reply also names attribute phrases that would split the top results
+(service/suggest.py). Optional ``filters`` limit a search to the gallery images that pass them
+(cameras, a capture-time window, persons, tags): the store ranks only those, so the reply is the
+top k among them. Each hit carries its image's camera and capture time, read from the store in
+one worker-thread call per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from fastapi import APIRouter, Depends, HTTPException, status
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 
 from index.filters import GalleryFilter
 from index.gallery_store import GalleryStore
 from index.items import ItemMeta
+from index.query_vector import QueryVectorError
 from service.batching import BatcherClosedError, QueueFullError
 from service.deps import RuntimeDep
+from service.examples import ConflictingExamplesError, UnknownExamplesError, load_examples
+from service.image_search_form import IMAGE_SEARCH_REQUEST_BODY, read_image_search
+from service.images import ImageRejectedError, check_image
 from service.metadata import as_utc
-from service.query import QueryOutcome
+from service.query import Examples, QueryOutcome, SearchQuery
 from service.runtime import Runtime
 from service.schemas import (
     BatchSearchRequest,
@@ -31,8 +40,10 @@ from service.schemas import (
     SearchHit,
     SearchRequest,
     SearchResponse,
+    SuggestedPhrase,
 )
 from service.security import require_read_key
+from service.suggest import SUGGEST_DEPTH, suggest
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read_key)])
 
@@ -45,6 +56,28 @@ ERRORS = {
     429: {"model": ErrorResponse, "description": "The encoder queue is full; retry shortly."},
     503: {"model": ErrorResponse, "description": "Model and index are still loading."},
 }
+SEARCH_ERRORS = ERRORS | {
+    404: {"model": ErrorResponse, "description": "An example id names no gallery image."},
+    422: {
+        "model": ErrorResponse,
+        "description": "Neither a query nor a positive example; an over-long query, top_k out "
+        "of range, a bad filter, an id given as both positive and negative, examples that "
+        "cancel out.",
+    },
+}
+IMAGE_ERRORS = SEARCH_ERRORS | {
+    400: {"model": ErrorResponse, "description": "The multipart body cannot be parsed."},
+    413: {"model": ErrorResponse, "description": "Body, form field or pixel count too large."},
+    415: {
+        "model": ErrorResponse,
+        "description": "Not multipart, or not a JPEG, PNG, WebP or BMP image.",
+    },
+    422: {
+        "model": ErrorResponse,
+        "description": "A corrupt image, a missing or repeated image, a bad form field, or any "
+        "refusal of /v1/search.",
+    },
+}
 
 
 def invalid(field: str, message: str) -> RequestValidationError:
@@ -54,7 +87,7 @@ def invalid(field: str, message: str) -> RequestValidationError:
     )
 
 
-def check_limits(runtime: Runtime, queries: list[str], top_k: int, field: str) -> None:
+def check_limits(runtime: Runtime, queries: Sequence[str], top_k: int, field: str) -> None:
     s = runtime.settings
     if top_k > s.max_top_k:
         raise invalid("top_k", f"top_k must be at most {s.max_top_k}, got {top_k}")
@@ -69,13 +102,15 @@ def check_limits(runtime: Runtime, queries: list[str], top_k: int, field: str) -
 
 async def _run(
     runtime: Runtime,
-    queries: list[str],
+    queries: Sequence[str | SearchQuery],
     top_k: int,
     unique: bool,
     where: GalleryFilter | None,
 ) -> list[QueryOutcome]:
     try:
         return await runtime.searcher.run(queries, top_k, unique, where)
+    except QueryVectorError as err:
+        raise invalid("positive_ids", str(err)) from None
     except QueueFullError as err:
         runtime.metrics.rejected.labels(reason="queue_full").inc()
         raise HTTPException(
@@ -119,28 +154,135 @@ def _hits(outcome: QueryOutcome, items: dict[str, ItemMeta]) -> list[SearchHit]:
     return hits
 
 
-@router.post(
-    "/search",
-    response_model=SearchResponse,
-    summary="Find gallery images matching a description",
-    description="Ranks gallery images by cosine similarity to the query, best first. Scores are "
-    "raw similarities: no threshold is applied. Queries longer than the text encoder's context "
-    "are cut to fit and the reply says `truncated: true`. With `filters`, only images that pass "
-    "every condition given are ranked: the results are the top k among them.",
-    responses=ERRORS,
-)
-async def search(body: SearchRequest, runtime: RuntimeDep) -> SearchResponse:
-    check_limits(runtime, [body.query], body.top_k, "query")
+async def _examples(
+    runtime: Runtime, body: SearchRequest, uploaded: np.ndarray | None
+) -> Examples | None:
+    try:
+        return await asyncio.to_thread(
+            load_examples,
+            runtime.store,
+            body.positive_ids,
+            body.negative_ids,
+            body.alpha,
+            body.beta,
+            body.exclude_examples,
+            uploaded,
+        )
+    except ConflictingExamplesError as err:
+        raise invalid("negative_ids", str(err)) from None
+    except UnknownExamplesError as err:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(err)) from None
+
+
+def _suggestions(
+    runtime: Runtime, body: SearchRequest, examples: Examples | None, outcome: QueryOutcome
+) -> list[SuggestedPhrase]:
+    """Blocking: one store read of the top results' vectors and one text-encoder batch."""
+    ids = [h.image_id for h in outcome.hits[:SUGGEST_DEPTH]]
+    found = runtime.store.vectors(ids) if ids else {}
+    rows = [found[i] for i in ids if i in found]  # an image deleted meanwhile drops out
+    if outcome.vector is None or len(rows) < 2:
+        return []
     started = time.perf_counter()
+    phrases = suggest(
+        runtime.bundle.encode_text,
+        body.query,
+        examples,
+        outcome.vector,
+        np.stack(rows).astype(np.float32),
+        body.suggest_count,
+    )
+    runtime.metrics.encode.labels(kind="text").observe(time.perf_counter() - started)
+    return [SuggestedPhrase(phrase=p.phrase, query=p.query, score=p.score) for p in phrases]
+
+
+def _require_something(body: SearchRequest) -> None:
+    if body.query is None and not body.positive_ids:
+        raise invalid(
+            "query",
+            "nothing to search for: give a query, positive_ids, or an image (/v1/search/image)",
+        )
+
+
+async def answer(
+    runtime: Runtime,
+    body: SearchRequest,
+    started: float,
+    uploaded: np.ndarray | None = None,
+) -> SearchResponse:
+    """One search of either route, once its input is checked: examples from the store, the
+    combined query through the batcher, the hits described, suggestions when asked."""
     where = body.filters.gallery_filter() if body.filters else None
-    [outcome] = await _run(runtime, [body.query], body.top_k, body.unique_persons, where)
-    [hits] = await _described(runtime, [outcome])
+    examples = await _examples(runtime, body, uploaded)
+    depth = max(body.top_k, SUGGEST_DEPTH) if body.suggest else body.top_k
+    query = SearchQuery(body.query, examples)
+    [outcome] = await _run(runtime, [query], depth, body.unique_persons, where)
+    suggestions = None
+    if body.suggest:
+        suggestions = await asyncio.to_thread(_suggestions, runtime, body, examples, outcome)
+    shown = QueryOutcome(outcome.hits[: body.top_k], outcome.truncated, outcome.vector)
+    [hits] = await _described(runtime, [shown])
     return SearchResponse(
         results=hits,
         model=runtime.fingerprint,
         took_ms=(time.perf_counter() - started) * 1000.0,
         truncated=outcome.truncated,
+        suggestions=suggestions,
     )
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    summary="Find gallery images matching a description, example images, or both",
+    description="Ranks gallery images by cosine similarity to the query, best first. Scores are "
+    "raw similarities: no threshold is applied. Queries longer than the text encoder's context "
+    "are cut to fit and the reply says `truncated: true`. With `filters`, only images that pass "
+    "every condition given are ranked: the results are the top k among them.\n\n"
+    "`positive_ids` and `negative_ids` name gallery images of the person sought and of others: "
+    "the query vector becomes normalise(text + alpha * mean(positives) - beta * "
+    "mean(negatives)) over unit vectors, and (with `exclude_examples`, the default) the "
+    "examples are left out of the results. `query` may be left out when there are positives. "
+    "With `suggest: true` the reply carries `suggestions`: attribute phrases that would "
+    "reorder the top results most.",
+    responses=SEARCH_ERRORS,
+)
+async def search(body: SearchRequest, runtime: RuntimeDep) -> SearchResponse:
+    check_limits(runtime, [body.query] if body.query is not None else [], body.top_k, "query")
+    _require_something(body)
+    return await answer(runtime, body, time.perf_counter())
+
+
+def _encode_upload(runtime: Runtime, data: bytes, name: str) -> np.ndarray:
+    """Check and decode the photo like an upload, then encode it (blocking: a worker thread)."""
+    s = runtime.settings
+    checked = check_image(data, name, s.max_pixels, s.max_image_side)
+    return runtime.encode_images_now([runtime.bundle.preprocess(checked.image)])
+
+
+@router.post(
+    "/search/image",
+    response_model=SearchResponse,
+    summary="Find the person in a photo (cross-camera re-identification)",
+    description="A `multipart/form-data` body with the photo in the field `image` and, "
+    "optionally, any field of /v1/search as a form field (numbers and booleans as in JSON, "
+    "`positive_ids` and `negative_ids` by repeating the field, `filters` as one JSON object). "
+    "The photo is checked like an upload (format, pixel limits), encoded by the image tower "
+    "and joins the positive examples; with no `query` the search is by image alone. Nothing "
+    "is stored.",
+    responses=IMAGE_ERRORS,
+    openapi_extra={"requestBody": IMAGE_SEARCH_REQUEST_BODY},
+)
+async def search_image(request: Request, runtime: RuntimeDep) -> SearchResponse:
+    form = await read_image_search(request)
+    body = form.body
+    check_limits(runtime, [body.query] if body.query is not None else [], body.top_k, "query")
+    started = time.perf_counter()  # the photo's decode and encode count too
+    try:
+        vector = await asyncio.to_thread(_encode_upload, runtime, form.data, form.name)
+    except ImageRejectedError as err:
+        raise HTTPException(err.status, err.message) from None
+    return await answer(runtime, body, started, vector)
 
 
 @router.post(

@@ -4,20 +4,30 @@ The live fuzz (api_tests/reliability/test_fuzz.py) samples this; here the edges 
 directly: the limits that come from the settings are in the document, reads are documented as
 open or keyed as configured, and for any string the JSON Schema engine schemathesis validates
 with (jsonschema_rs) agrees with the server's own validators on the patterns (ids, camera ids,
-tags, search filters).
+tags, search filters, example ids, the photo search's form fields).
 """
 
 from __future__ import annotations
 
 import jsonschema_rs
+from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.datastructures import FormData
 
+from index.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, MAX_WEIGHT
 from service.app import create_app
+from service.image_search_form import form_values
 from service.ingest import UploadError, check_fields, validate_ids
 from service.metadata import MetadataError, parse_time
-from service.schemas import PERSON_ID_REGEX, SearchFilters, SearchRequest
+from service.schemas import (
+    MAX_EXAMPLES,
+    MAX_SUGGESTIONS,
+    PERSON_ID_REGEX,
+    SearchFilters,
+    SearchRequest,
+)
 from service.settings import Settings
 
 # Every whitespace character either dialect knows, and their neighbours, mixed into the text.
@@ -199,3 +209,74 @@ def test_filters_are_documented_on_both_search_routes() -> None:
     assert {"camera_id", "captured_at", "tags"} <= set(item)
     form = schema_of(DOC, *FORM)
     assert form.is_valid({"files": ["x"], "tags": "a,b, c", "captured_at": "2024-05-01T12:00:00Z"})
+
+
+def test_search_by_example_is_documented() -> None:
+    models = DOC["components"]["schemas"]
+    props = models["SearchRequest"]["properties"]
+    assert "query" not in models["SearchRequest"].get("required", [])
+    for name in ("positive_ids", "negative_ids"):
+        assert props[name]["type"] == "array" and props[name]["maxItems"] == MAX_EXAMPLES
+    for name in ("alpha", "beta"):
+        assert props[name]["minimum"] == 0 and props[name]["maximum"] == MAX_WEIGHT
+    assert props["alpha"]["default"] == DEFAULT_ALPHA and props["beta"]["default"] == DEFAULT_BETA
+    assert props["exclude_examples"]["default"] is True and props["suggest"]["default"] is False
+    assert props["suggest_count"]["maximum"] == MAX_SUGGESTIONS
+    reply = models["SearchResponse"]["properties"]["suggestions"]["anyOf"][0]
+    assert reply["items"]["$ref"] == "#/components/schemas/SuggestedPhrase"
+    image = DOC["paths"]["/v1/search/image"]["post"]
+    body = image["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["required"] == ["image"] and body["additionalProperties"] is False
+    assert set(body["properties"]) == {"image", *props}
+    assert {"404", "413", "415", "422"} <= set(image["responses"])
+    assert "404" in DOC["paths"]["/v1/search"]["post"]["responses"]
+
+
+def example_ids_accepted(values: list[str]) -> bool:
+    try:
+        SearchRequest(query="x", positive_ids=values)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(ID_TEXT | TEXT | st.text(alphabet="ab", min_size=500, max_size=520), max_size=2))
+def test_example_id_pattern_matches_the_validator(values: list[str]) -> None:
+    documented = schema_of(
+        DOC, "components", "schemas", "SearchRequest", "properties", "positive_ids"
+    )
+    assert documented.is_valid(values) == example_ids_accepted(values), values
+
+
+IMAGE_FORM = ("paths", "/v1/search/image", "post", "requestBody", "content",
+              "multipart/form-data", "schema", "properties")  # fmt: skip
+NUMBERS = st.text(alphabet=st.sampled_from(EDGES + "0123456789.-+e"), max_size=14)
+
+
+def image_form_accepts(name: str, text: str) -> bool:
+    try:
+        form_values(FormData([(name, text)]))
+    except RequestValidationError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    st.sampled_from(["top_k", "alpha", "beta", "unique_persons", "suggest", "suggest_count"]),
+    NUMBERS | st.sampled_from(["true", "false", " true ", "True", "1"]),
+)
+def test_image_form_patterns_match_the_parser(name: str, text: str) -> None:
+    """Each form field's documented pattern accepts exactly what the form parser reads (the
+    range checks after it are 422s the fuzz configuration expects)."""
+    documented = schema_of(DOC, *IMAGE_FORM, name)
+    assert documented.is_valid(text) == image_form_accepts(name, text), text
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(ID_TEXT | TEXT | st.text(alphabet="ab ", min_size=505, max_size=520))
+def test_image_form_ids_match_the_parser(text: str) -> None:
+    documented = schema_of(DOC, *IMAGE_FORM, "positive_ids")
+    values = form_values(FormData([("positive_ids", text)])).get("positive_ids", [])
+    assert documented.is_valid([text]) == example_ids_accepted(values), text

@@ -110,7 +110,7 @@ def test_batch_search_keeps_request_order(client: TestClient) -> None:
         ({"query": "x" * 1001}, "the limit is 1000"),
         ({"query": "a person", "top_k": 101}, "at most 100"),
         ({"query": "a person", "top_k": 0}, "greater than or equal to 1"),
-        ({"top_k": 3}, "Field required"),
+        ({"top_k": 3}, "nothing to search for"),  # neither a query nor an example
         ({"query": 5}, "valid string"),
     ],
 )

@@ -224,3 +224,66 @@ def test_a_lone_query_does_not_wait_for_the_window() -> None:
         return time.perf_counter() - started
 
     assert asyncio.run(_with(batcher, body)) < 1.0
+
+
+def _fill_while_busy(batcher: MicroBatcher, fake: FakeEncoder, texts: list[str]):
+    """Block the encoder on a first query, queue ``texts`` behind it, then let it go."""
+
+    async def body():
+        fake.release.clear()
+        first = asyncio.create_task(batcher.submit(["busy"]))
+        await asyncio.sleep(0.05)  # the worker holds "busy" inside the encoder
+        rest = [asyncio.create_task(batcher.submit([t])) for t in texts]
+        await asyncio.sleep(0.02)
+        fake.release.set()
+        return [await first, *[await r for r in rest]]
+
+    return body
+
+
+def test_an_overfull_queue_is_batched_by_length() -> None:
+    """Lengths in the order queued: the oldest leads, and brings those nearest its length."""
+    fake = FakeEncoder()
+    batcher = MicroBatcher(fake, max_size=3, max_wait_s=0.0, length_of=len)
+    texts = ["aaaa", "a" * 20, "aaa", "a" * 21, "aaaaa", "a" * 19]
+    results = asyncio.run(_with(batcher, _fill_while_busy(batcher, fake, texts)))
+    assert results[1:] == [[f"vec:{t}"] for t in texts]  # everyone gets their own vector
+    assert fake.calls[1:] == [["aaaa", "aaa", "aaaaa"], ["a" * 20, "a" * 21, "a" * 19]]
+
+
+def test_a_queue_that_fits_one_batch_goes_whole_and_in_order() -> None:
+    fake = FakeEncoder()
+    batcher = MicroBatcher(fake, max_size=8, max_wait_s=0.0, length_of=len)
+    texts = ["a" * 30, "b", "c" * 15]
+    asyncio.run(_with(batcher, _fill_while_busy(batcher, fake, texts)))
+    assert fake.calls[1:] == [texts]
+
+
+def test_length_grouping_never_strands_the_oldest_query() -> None:
+    """An outlier length still goes in the very next batch, because it is the oldest."""
+    fake = FakeEncoder()
+    batcher = MicroBatcher(fake, max_size=2, max_wait_s=0.0, length_of=len)
+    texts = ["x" * 50, "a", "b", "c", "d"]
+    asyncio.run(_with(batcher, _fill_while_busy(batcher, fake, texts)))
+    assert fake.calls[1][0] == "x" * 50
+    assert sorted(t for call in fake.calls[1:] for t in call) == sorted(texts)
+
+
+def test_the_backlog_counts_against_the_queue() -> None:
+    fake = FakeEncoder()
+    batcher = MicroBatcher(fake, max_size=1, max_wait_s=0.0, queue_size=3, length_of=len)
+
+    async def body():
+        fake.release.clear()
+        first = asyncio.create_task(batcher.submit(["busy"]))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(batcher.submit(["a", "bb", "ccc"]))
+        await asyncio.sleep(0.01)
+        with pytest.raises(QueueFullError):
+            await batcher.submit(["d"])
+        fake.release.set()
+        await first
+        assert await waiting == ["vec:a", "vec:bb", "vec:ccc"]
+        assert batcher.depth == 0
+
+    asyncio.run(_with(batcher, body))

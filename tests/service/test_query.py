@@ -1,4 +1,5 @@
-"""Ranking and the searcher's query path, with stand-ins for the model and the index."""
+"""Ranking and the searcher's query path (text, examples, exclusion), with stand-ins for the
+model and the index."""
 
 from __future__ import annotations
 
@@ -7,11 +8,21 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from index.filters import GalleryFilter
 from index.items import Hit
+from index.query_vector import QueryVectorError
 from service.metrics import Metrics
-from service.query import BatchSearch, QueryJob, Searcher, best_per_person, group_by_filter
+from service.query import (
+    BatchSearch,
+    Examples,
+    QueryJob,
+    Searcher,
+    SearchQuery,
+    best_per_person,
+    group_by_filter,
+)
 from service.settings import Settings
 
 
@@ -105,3 +116,75 @@ def test_one_batch_searches_once_per_filter_and_never_mixes_them() -> None:
         ["gate-0", "gate-1"],
     ]
     assert group_by_filter(jobs) == {lobby: [0, 2], None: [1], gate: [3]}
+
+
+class _CountingBundle(_Bundle):
+    """Records what each encoder call was asked to encode."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return super().encode_text(texts)
+
+
+def _examples(*rows: list[float], exclude: frozenset[str] = frozenset()) -> Examples:
+    positives = np.asarray(rows, np.float32) if rows else np.zeros((0, 4), np.float32)
+    return Examples(positives, np.zeros((0, 4), np.float32), exclude=exclude)
+
+
+def test_examples_join_the_text_in_one_batch_and_image_only_jobs_skip_the_encoder() -> None:
+    bundle, store = _CountingBundle(), _FilteringStore()
+    jobs = [
+        QueryJob("a", 1),
+        QueryJob(None, 1, None, _examples([1, 0, 0, 0])),
+        QueryJob("b", 1, None, _examples([0, 1, 0, 0])),
+        QueryJob(None, 1),  # nothing to search for: answered with an error, not searched
+    ]
+    answers = BatchSearch(bundle, store, Metrics())(jobs)  # type: ignore[arg-type]
+    assert bundle.calls == [["a", "b"]]
+    assert store.calls == [(3, 1, None)]
+    np.testing.assert_allclose(answers[0].vector, np.full(4, 0.5))
+    np.testing.assert_allclose(answers[1].vector, [1, 0, 0, 0])
+    assert answers[2].vector is not None and answers[2].vector[1] > answers[2].vector[0]
+    assert answers[3].vector is None and "nothing to search for" in (answers[3].error or "")
+    assert answers[3].hits == []
+
+
+def test_examples_leave_the_results_and_k_results_remain() -> None:
+    index = _Index()  # a0..a29 (person A), then b0, c0, d0
+    settings = Settings(bundle=Path("b"), index_dir=Path("i"), batching=False)
+    searcher = Searcher(_Bundle(), index, Metrics(), settings)  # type: ignore[arg-type]
+    query = SearchQuery("a person", _examples([1, 0, 0, 0], exclude=frozenset({"a0", "a2"})))
+
+    async def run(unique: bool) -> list:
+        await searcher.start()
+        try:
+            return await searcher.run([query], top_k=3, unique_persons=unique)
+        finally:
+            await searcher.stop()
+
+    [plain] = asyncio.run(run(False))
+    assert [h.image_id for h in plain.hits] == ["a1", "a3", "a4"]
+    assert index.searches == [5]  # 3 + the 2 examples
+    assert plain.vector is not None
+    [unique] = asyncio.run(run(True))
+    assert [h.image_id for h in unique.hits] == ["a1", "b0", "c0"]
+
+
+def test_a_query_whose_examples_cancel_out_is_refused() -> None:
+    settings = Settings(bundle=Path("b"), index_dir=Path("i"), batching=False)
+    searcher = Searcher(_Bundle(), _Index(), Metrics(), settings)  # type: ignore[arg-type]
+    same = np.asarray([[1, 0, 0, 0]], np.float32)
+    query = SearchQuery(None, Examples(same, same, alpha=1.0, beta=1.0))
+
+    async def run() -> None:
+        await searcher.start()
+        try:
+            await searcher.run([query], top_k=3, unique_persons=False)
+        finally:
+            await searcher.stop()
+
+    with pytest.raises(QueryVectorError, match="cancel out"):
+        asyncio.run(run())

@@ -146,3 +146,15 @@ def test_batch_request_must_fit_the_queue(env: pytest.MonkeyPatch) -> None:
     env.setenv("TPS_MAX_BATCH_QUERIES", "16")
     with pytest.raises(ValidationError, match="could never be queued"):
         Settings()
+
+
+def test_runtime_and_trimming_settings(env: pytest.MonkeyPatch) -> None:
+    env.delenv("TPS_RUNTIME", raising=False)
+    env.delenv("TPS_TRIM_TEXT", raising=False)
+    assert (Settings().runtime, Settings().trim_text) == ("torch", True)
+    env.setenv("TPS_RUNTIME", "onnx-int8")
+    env.setenv("TPS_TRIM_TEXT", "false")
+    assert (Settings().runtime, Settings().trim_text) == ("onnx-int8", False)
+    env.setenv("TPS_RUNTIME", "tensorrt")
+    with pytest.raises(ValidationError, match="runtime"):
+        Settings()
