@@ -66,6 +66,8 @@ bench: install
 	$(PY) -m bench.train_throughput --out out/bench
 	$(PY) -m bench.index --quick --out out/bench
 	$(PY) -m bench.service --quick --out out/bench
+	$(PY) -m bench.encoders --quick --out out/bench
+	$(PY) -m bench.store --quick --out out/bench
 
 accuracy: install
 	$(PY) -m bench.accuracy --ablation --out out/bench
