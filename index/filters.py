@@ -7,10 +7,10 @@ search returns the top k among the images that pass, never a post-filtered top k
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from index.items import ItemMeta
+from index.milvus_quoting import in_list, literal_list
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,9 @@ class GalleryFilter:
         """The same conditions as a Milvus boolean expression ('' when there are none)."""
         parts = []
         if self.camera_ids is not None:
-            parts.append(f"camera_id in {_strings(self.camera_ids)}")
+            parts.append(in_list("camera_id", self.camera_ids))
         if self.person_ids is not None:
-            parts.append(f"person_id in {_strings(self.person_ids)}")
+            parts.append(in_list("person_id", self.person_ids))
         if self.captured_after is not None or self.captured_before is not None:
             parts.append("has_captured_at == true")
         if self.captured_after is not None:
@@ -72,11 +72,5 @@ class GalleryFilter:
         if self.captured_before is not None:
             parts.append(f"captured_at <= {float(self.captured_before)!r}")
         if self.tags:
-            parts.append(f"array_contains_all(tags, {_strings(self.tags)})")
+            parts.append(f"array_contains_all(tags, {literal_list(self.tags)})")
         return " and ".join(f"({p})" for p in parts)
-
-
-def _strings(values: tuple[str, ...]) -> str:
-    """A Milvus list of string literals. Non-ASCII characters stay as they are, not ``\\uXXXX``
-    escapes, which milvus-lite's expression parser rejects."""
-    return json.dumps(list(values), ensure_ascii=False)

@@ -51,12 +51,30 @@ def _time_from_text(text: str) -> float:
     except ValueError:
         pass
     try:
-        moment = datetime.fromisoformat(text)
+        return iso_seconds(text)
     except ValueError:
         raise ValueError(f"cannot read {text!r} as a time ({TIME_HELP})") from None
+
+
+def iso_seconds(text: str) -> float:
+    """Seconds since the epoch of an ISO 8601 time; no zone means UTC. The one reading of a
+    time for the CLI, sidecars and the API. ValueError when unreadable or outside the years
+    1-9999 once in UTC."""
+    value = text.strip()
+    if len(value) > 10:  # the date-time separator and a Z zone may be lower case in RFC 3339
+        value = value[:10] + value[10:].upper()
+    moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    try:
+        # In range once in UTC, so it can be given back as a UTC time.
+        return moment.astimezone(UTC).timestamp()
+    except (OverflowError, ValueError):
+        raise TimeOutOfRangeError(f"{text!r} is outside the years 1-9999 once in UTC") from None
+
+
+class TimeOutOfRangeError(ValueError):
+    """A readable time that falls outside the years 1-9999 once converted to UTC."""
 
 
 def parse_tags(value: Any, csv: bool) -> tuple[str, ...]:

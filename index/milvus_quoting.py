@@ -18,9 +18,14 @@ def quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def literal_list(values: Sequence[str]) -> str:
+    """A Milvus list of string literals: ``["a", "b"]``."""
+    return f"[{', '.join(quote(v) for v in values)}]"
+
+
 def in_list(field: str, values: Sequence[str]) -> str:
     """``field in [...]``: rows whose ``field`` is one of ``values``."""
-    return f"{field} in [{', '.join(quote(v) for v in values)}]"
+    return f"{field} in {literal_list(values)}"
 
 
 def after(field: str, value: str) -> str:

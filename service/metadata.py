@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from index.metadata_fields import TimeOutOfRangeError, iso_seconds
+
 CAMERA_ID_REGEX = r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}"
 TAG_REGEX = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
 MAX_TAGS = 16  # per image, and per filter
@@ -57,21 +59,14 @@ def split_tags(values: Iterable[str], field: str = "tags") -> tuple[str, ...]:
 
 
 def parse_time(text: str, field: str = "captured_at") -> float:
-    """Seconds since the epoch of an ISO 8601 time; a time with no zone is UTC."""
-    value = text.strip()
-    if len(value) > 10:  # the date-time separator and a Z zone may be lower case in RFC 3339
-        value = value[:10] + value[10:].upper()
+    """Seconds since the epoch of an ISO 8601 time; a time with no zone is UTC (the index's
+    reading, :func:`index.metadata_fields.iso_seconds`)."""
     try:
-        moment = datetime.fromisoformat(value)
+        return iso_seconds(text)
+    except TimeOutOfRangeError:
+        raise MetadataError(f"{field} is outside the years 1-9999 once in UTC") from None
     except ValueError:
         raise MetadataError(f"{field} must be {TIME_RULE}; got {text[:40]!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        # In range once in UTC, so it can be given back as a UTC time.
-        return moment.astimezone(UTC).timestamp()
-    except (OverflowError, ValueError):
-        raise MetadataError(f"{field} is outside the years 1-9999 once in UTC") from None
 
 
 def as_utc(seconds: float | None) -> datetime | None:
