@@ -90,3 +90,68 @@ def limit_ms(
         return nbytes / (limits["bandwidth"]["limit_gbps"] * 1e9) * 1000, "memory-bandwidth"
     rate = limits["gemm"][f"{precision}_limit_gflops"] * 1e9
     return 2.0 * n * dim * batch / rate * 1000, f"gemm-{precision}"
+
+
+# CUDA driver attributes (cuda.h): peak memory clock in kHz, global memory bus width in bits.
+_CU_MEMORY_CLOCK_RATE = 36
+_CU_GLOBAL_MEMORY_BUS_WIDTH = 37
+
+
+def gpu_bandwidth(device: int = 0, given_gbps: float | None = None) -> dict[str, object]:
+    """The GPU's peak memory bandwidth and where the figure comes from: ``given`` (a flag),
+    ``torch`` (device properties, where this torch exposes the memory clock and bus width),
+    ``cuda-driver`` (the same two attributes from libcuda), else None with the reason.
+
+    Peak GB/s = memory clock × 2 (double data rate) × bus width / 8: 3.35 TB/s on an H100
+    SXM (HBM3), ~4.9 TB/s on an H200 (HBM3e), so no single default fits every GPU.
+    """
+    if given_gbps is not None:
+        return {"limit_gbps": float(given_gbps), "source": "given (--peak-gbps)"}
+    found = _torch_memory_attributes(device)
+    source = "torch device properties"
+    if found is None:
+        found = _driver_memory_attributes(device)
+        source = "cuda driver attributes (libcuda)"
+    if found is None:
+        return {"limit_gbps": None, "source": "unknown: give --peak-gbps"}
+    clock_khz, bus_bits = found
+    return {
+        "limit_gbps": peak_gbps(clock_khz, bus_bits),
+        "source": source,
+        "memory_clock_khz": clock_khz,
+        "bus_width_bits": bus_bits,
+    }
+
+
+def peak_gbps(memory_clock_khz: int, bus_width_bits: int) -> float:
+    """Peak bandwidth of a double-data-rate memory bus, in GB/s."""
+    return round(memory_clock_khz * 1e3 * 2 * bus_width_bits / 8 / 1e9, 1)
+
+
+def _torch_memory_attributes(device: int) -> tuple[int, int] | None:
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(device)
+    clock = getattr(props, "memory_clock_rate", None)  # kHz, as cudaDeviceProp
+    bus = getattr(props, "memory_bus_width", None)
+    if not clock or not bus:
+        return None
+    return int(clock), int(bus)
+
+
+def _driver_memory_attributes(device: int) -> tuple[int, int] | None:
+    import ctypes
+
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+    handle, value = ctypes.c_int(), ctypes.c_int()
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGet(ctypes.byref(handle), device) != 0:
+        return None
+    found = []
+    for attribute in (_CU_MEMORY_CLOCK_RATE, _CU_GLOBAL_MEMORY_BUS_WIDTH):
+        if cuda.cuDeviceGetAttribute(ctypes.byref(value), attribute, handle) != 0:
+            return None
+        found.append(int(value.value))
+    return (found[0], found[1]) if all(found) else None

@@ -47,6 +47,18 @@ def measure(
     recipe: str, model_name: str, batch: int, steps: int, precision: str
 ) -> dict[str, object]:
     config, overrides = RECIPES[recipe]
+    return measure_config(config, overrides, model_name, batch, steps, precision)
+
+
+def measure_config(
+    config: Path,
+    overrides: dict[str, object],
+    model_name: str,
+    batch: int,
+    steps: int,
+    precision: str,
+) -> dict[str, object]:
+    """Samples/s and peak memory of ``steps`` timed steps of ``config`` with ``overrides``."""
     rt = setup_runtime("auto", precision)
     cfg = load_config(
         config,

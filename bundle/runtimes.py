@@ -10,7 +10,9 @@ float32 rows. Three exist:
 - ``onnx-int8``: as ``onnx``, with the text tower's weights dynamically quantised to INT8 (CPU
   serving only; the export accepted it only if its top-10 rankings agree with fp32's).
 
-Chosen by ``--runtime`` or ``TPS_RUNTIME`` (default ``torch``).
+Chosen by ``--runtime`` or ``TPS_RUNTIME`` (default ``torch``). The torch runtime's precision
+(``--precision`` / ``TPS_PRECISION``: auto, fp32, bf16) is what :func:`runtime_precision` says,
+known before any weights load; the ONNX runtimes compute in fp32.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ RUNTIME_ENV = "TPS_RUNTIME"
 RUNTIME_HELP = (
     "torch | onnx | onnx-int8: what runs the towers (onnx needs `python -m bundle export-onnx`; "
     f"default: ${RUNTIME_ENV}, else torch)"
+)
+PRECISIONS = ("auto", "fp32", "bf16")
+PRECISION_ENV = "TPS_PRECISION"
+PRECISION_HELP = (
+    "auto | fp32 | bf16: the torch runtime's compute precision (auto: bf16 on a GPU, fp32 on "
+    f"the CPU; onnx runtimes are fp32); must match the gallery's (default: ${PRECISION_ENV}, "
+    "else auto)"
 )
 
 
@@ -60,12 +69,38 @@ def default_runtime(given: str | None = None) -> str:
     return check_runtime(given or os.environ.get(RUNTIME_ENV, "").strip() or "torch")
 
 
-def open_runtime(bundle_dir: Path, meta: BundleMeta, name: str, device: str) -> EncoderRuntime:
+def default_precision(given: str | None = None) -> str:
+    """``given`` (a ``--precision`` flag), else ``$TPS_PRECISION``, else ``auto``."""
+    precision = given or os.environ.get(PRECISION_ENV, "").strip() or "auto"
+    if precision not in PRECISIONS:
+        raise BundleError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    return precision
+
+
+def runtime_precision(name: str, device: str, precision: str = "auto") -> str:
+    """``fp32`` or ``bf16``: how runtime ``name`` on ``device`` will encode, without loading it
+    (so a store can be checked against it first)."""
     check_runtime(name)
+    if precision not in PRECISIONS:
+        raise BundleError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    if name != "torch":
+        if precision == "bf16":
+            raise BundleError(f"the {name} runtime computes in fp32; bf16 needs --runtime torch")
+        return "fp32"
+    from bundle.devices import resolve_device
+    from bundle.torch_runtime import resolve_precision
+
+    return resolve_precision(precision, resolve_device(device))
+
+
+def open_runtime(
+    bundle_dir: Path, meta: BundleMeta, name: str, device: str, precision: str = "auto"
+) -> EncoderRuntime:
+    runtime_precision(name, device, precision)  # refuses bf16 on ONNX before anything loads
     if name == "torch":
         from bundle.torch_runtime import TorchRuntime
 
-        return TorchRuntime(bundle_dir, device)
+        return TorchRuntime(bundle_dir, device, precision)
     from bundle.onnx_runtime import OnnxRuntime
 
     return OnnxRuntime.from_bundle(bundle_dir, meta, int8=name == "onnx-int8", device=device)

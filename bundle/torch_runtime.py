@@ -1,8 +1,10 @@
 """The torch runtime: open_clip's towers in PyTorch, the reference every other runtime matches.
 
 It runs :class:`~bundle.towers.TextTower`, the very module ONNX export traces, so a trimmed batch
-means the same computation in both runtimes. On a GPU it autocasts to bf16 (half the bandwidth);
-outputs are cast back to float32.
+means the same computation in both runtimes. ``precision``: ``auto`` autocasts to bf16 on a GPU
+(half the bandwidth) and runs fp32 on the CPU; ``fp32`` and ``bf16`` force one (CPU autocast
+takes bf16 too). Outputs are cast back to float32 either way. The precision is recorded with a
+gallery (index/encoding.py): a bf16 gallery is searched with bf16 queries, and vice versa.
 """
 
 from __future__ import annotations
@@ -29,19 +31,32 @@ def load_clip(bundle_dir: Path, device: torch.device) -> nn.Module:
     return model.eval()
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16``: what ``precision`` means on ``device``."""
+    if precision not in PRECISIONS:
+        raise BundleError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
 class TorchRuntime:
     name = "torch"
 
-    def __init__(self, bundle_dir: Path, device: str = "cpu") -> None:
+    def __init__(self, bundle_dir: Path, device: str = "cpu", precision: str = "auto") -> None:
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         clip = load_clip(Path(bundle_dir), self.device)
         self.text = TextTower(clip).eval()
         self.image = ImageTower(clip).eval()
         self.text_pool = self.text.pool_type
         self.text_eos_id = self.text.eos_id
         self.text_trimmable = self.text.trimmable
-        # bf16 autocast on GPU halves the bandwidth; outputs are cast back to float32.
-        self.autocast_dtype = torch.bfloat16 if self.device.type == "cuda" else None
+        # bf16 autocast halves the bandwidth; outputs are cast back to float32.
+        self.autocast_dtype = torch.bfloat16 if self.precision == "bf16" else None
 
     def _run(self, module: nn.Module, x: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():

@@ -105,12 +105,18 @@ class Committer:
     """Commits new generations of one index folder; call only while holding its WriterLock."""
 
     def __init__(
-        self, folder: Path, manifest: Manifest, slot: SnapshotSlot, build: SnapshotBuilder
+        self,
+        folder: Path,
+        manifest: Manifest,
+        slot: SnapshotSlot,
+        build: SnapshotBuilder,
+        discard: Callable[[Snapshot], None] = lambda s: None,
     ) -> None:
         self._folder = folder
         self._manifest = manifest
         self._slot = slot
         self._build = build
+        self._discard = discard  # frees a built snapshot that is never installed (GPU copy)
 
     def commit(
         self,
@@ -126,13 +132,17 @@ class Committer:
         # Built before anything is written, so a failing GPU copy leaves the index untouched.
         new = self._build(values, generation, master, labels)
         target = self._folder / vectors_file(generation)
-        values["faiss_bytes"] = faiss_backend.write(master, target)
         try:
-            self._manifest.commit(
-                base.generation, values, changes.inserts, changes.deletes, changes.sha_updates
-            )
+            values["faiss_bytes"] = faiss_backend.write(master, target)
+            try:
+                self._manifest.commit(
+                    base.generation, values, changes.inserts, changes.deletes, changes.sha_updates
+                )
+            except BaseException:
+                self._discard_if_uncommitted(target, generation)
+                raise
         except BaseException:
-            self._discard_if_uncommitted(target, generation)
+            self._discard(new)
             raise
         self._slot.install(new)
         write_info_if_stale(self._folder, new.info())
@@ -157,6 +167,7 @@ def _next_meta(
         "dim": base.dim,
         "kind": base.kind,
         "next_id": base.next_id,
+        **base.encoding.to_meta(),
         **meta,
         "generation": generation,
         "count": int(master.ntotal),

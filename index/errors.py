@@ -17,3 +17,7 @@ class IndexCorruptError(IndexStoreError):
 
 class ItemExistsError(IndexStoreError):
     """An image_id is already taken by a file with different content."""
+
+
+class EncodingMismatchError(IndexMismatchError):
+    """The index's vectors were encoded in another precision or layout than the caller's."""

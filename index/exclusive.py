@@ -13,6 +13,7 @@ import numpy as np
 
 from index import faiss_backend
 from index.commit import Committer
+from index.encoding import Encoding
 from index.errors import IndexStoreError
 from index.inputs import as_matrix, check_normalised, check_rows, plan_replacement
 from index.manifest import Manifest, Row
@@ -66,12 +67,13 @@ class ExclusiveWriter:
         dim: int | None = None,
         kind: str | None = None,
         next_id: int | None = None,
+        encoding: Encoding | None = None,
     ) -> None:
         """Commit a generation holding exactly ``rows`` (``vectors[n]`` for ``rows[n]``).
 
-        Unchanged rows stay as they are; ``fingerprint``, ``dim`` and ``kind`` default to the
-        current ones, ``next_id`` to the smallest id unused so far. Atomic and durable: readers
-        see the old generation or this one.
+        Unchanged rows stay as they are; ``fingerprint``, ``dim``, ``kind`` and ``encoding``
+        default to the current ones, ``next_id`` to the smallest id unused so far. Atomic and
+        durable: readers see the old generation or this one.
         """
         self._check_active()
         rows = list(rows)
@@ -87,6 +89,8 @@ class ExclusiveWriter:
         labels = {r.id: (r.item.image_id, r.item.person_id) for r in rows}
         changes = plan_replacement(self.rows(), rows)
         meta = {"fingerprint": fingerprint, "dim": dim, "kind": kind, "next_id": next_id}
+        if encoding is not None:
+            meta.update(encoding.to_meta())
         self._base = self._committer.commit(self._base, master, labels, changes, meta)
         self._rows = None
 

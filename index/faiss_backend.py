@@ -263,12 +263,15 @@ def gpu_count() -> int:
         return 0
 
 
-def resolve_use_gpu(use_gpu: str, kind: str) -> bool:
+def resolve_use_gpu(use_gpu: str, kind: str, available: bool | None = None) -> bool:
+    """Whether ``kind`` is searched on a GPU under the policy ``use_gpu``; ``available``
+    overrides whether a GPU is usable (None: ask FAISS)."""
     if use_gpu not in USE_GPU:
         raise IndexStoreError(f"unknown use_gpu {use_gpu!r}: use one of {', '.join(USE_GPU)}")
     if use_gpu == "never":
         return False
-    available = gpu_count() > 0
+    if available is None:
+        available = gpu_count() > 0
     if use_gpu == "always":
         if not available:
             raise IndexStoreError(
@@ -281,17 +284,28 @@ def resolve_use_gpu(use_gpu: str, kind: str) -> bool:
 
 
 class GpuCopier:
-    """Copies a CPU master to every visible GPU (sharded over several), reusing resources."""
+    """Copies a CPU master to one GPU (``device``), or shards it over every visible GPU when
+    ``shards`` is set (opt-in: several processes on one machine would each take all GPUs).
 
-    def __init__(self, fp16: bool = False) -> None:
+    Its resources are made once and reused by every copy; they are not thread-safe, so the
+    caller serialises copies, searches and frees (index/gpu_copies.py).
+    """
+
+    def __init__(self, fp16: bool = False, device: int = 0, shards: bool = False) -> None:
+        count = gpu_count()
+        if not 0 <= device < max(count, 1):
+            raise IndexStoreError(f"GPU {device} is not visible to FAISS ({count} GPU(s))")
         self.fp16 = fp16
-        self._resources = [faiss.StandardGpuResources() for _ in range(gpu_count())]
+        self.device = device
+        self.shards = shards and count > 1
+        devices = range(count) if self.shards else [device]
+        self._resources = [faiss.StandardGpuResources() for _ in devices]
 
     def copy(self, index: faiss.Index) -> faiss.Index:
-        if len(self._resources) == 1:
+        if not self.shards:
             options = faiss.GpuClonerOptions()
             options.useFloat16 = self.fp16
-            return faiss.index_cpu_to_gpu(self._resources[0], 0, index, options)
+            return faiss.index_cpu_to_gpu(self._resources[0], self.device, index, options)
         options = faiss.GpuMultipleClonerOptions()
         options.shard = True  # each GPU scans 1/n of the vectors instead of holding them all
         options.useFloat16 = self.fp16

@@ -20,19 +20,20 @@ import numpy as np
 
 from index import faiss_backend
 from index.commit import Committer, RowChanges, WriterLock
+from index.encoding import Encoding
 from index.engine_policy import DEFAULT_POLICY, EnginePolicy
 from index.errors import IndexStoreError
 from index.exact_search import ExactSearch
 from index.exclusive import ExclusiveWriter
 from index.filtered_search import search_among
 from index.filters import GalleryFilter
-from index.gpu_copies import GpuCopies
+from index.gpu_copies import Copier, GpuCopies
 from index.inputs import as_matrix, check_item, check_normalised, plan_add, plan_upsert
 from index.items import AddResult, Hit, ItemMeta
 from index.layout import FORMAT, VERSION, sweep, write_info_if_stale
 from index.loading import Expected, check_meta, load_committed
 from index.manifest import MANIFEST_FILE, Manifest, Row
-from index.publish import create_empty
+from index.publish import create_empty, staging
 from index.snapshot import Labels, Snapshot, SnapshotSlot
 
 log = logging.getLogger(__name__)
@@ -48,20 +49,19 @@ class GalleryIndex:
         self,
         path: Path,
         manifest: Manifest,
-        use_gpu: str,
-        fingerprint: str | None,
-        dim: int | None,
-        gpu_fp16: bool,
+        gpu: GpuCopies,
+        expected: Expected,
         engine_policy: EnginePolicy = DEFAULT_POLICY,
     ) -> None:
         self.path = path
         self._manifest = manifest
-        self._expected = Expected(fingerprint, dim)
-        self._gpu = GpuCopies(use_gpu, gpu_fp16)
+        self._expected = expected
+        self._gpu = gpu
         self._policy = engine_policy
-        self._slot = SnapshotSlot(path)
+        # A replaced (or refused) snapshot's GPU copy is freed under the GPU lock at once.
+        self._slot = SnapshotSlot(path, retire=gpu.free)
         self._lock = WriterLock(path)
-        self._committer = Committer(path, manifest, self._slot, self._snapshot)
+        self._committer = Committer(path, manifest, self._slot, self._snapshot, gpu.free)
 
     # --- create / open / close --------------------------------------------------------------
 
@@ -76,14 +76,36 @@ class GalleryIndex:
         *,
         gpu_fp16: bool = False,
         engine_policy: EnginePolicy = DEFAULT_POLICY,
+        encoding: Encoding | None = None,
+        gpu_device: int = 0,
+        gpu_shards: bool = False,
+        gpu_copier: Copier | None = None,
     ) -> GalleryIndex:
-        """A new, empty index at ``path`` (absent or an empty folder)."""
+        """A new, empty index at ``path`` (absent or an empty folder) for vectors encoded as
+        ``encoding`` says (default fp32, global)."""
         path = Path(path)
+        encoding = encoding or Encoding()
         faiss_backend.check_kind(kind)
         faiss_backend.resolve_use_gpu(use_gpu, kind)
-        create_empty(path, fingerprint, dim, kind)
+        # Assembled aside with its encoding recorded, then put in place whole.
+        with staging(path) as tmp:
+            create_empty(tmp, fingerprint, dim, kind)
+            manifest = Manifest.open(tmp / MANIFEST_FILE)
+            try:
+                manifest.commit(0, {**encoding.to_meta(), "generation": 0})
+            finally:
+                manifest.close()
         return cls.open(
-            path, fingerprint, dim, use_gpu, gpu_fp16=gpu_fp16, engine_policy=engine_policy
+            path,
+            fingerprint,
+            dim,
+            use_gpu,
+            gpu_fp16=gpu_fp16,
+            engine_policy=engine_policy,
+            encoding=encoding,
+            gpu_device=gpu_device,
+            gpu_shards=gpu_shards,
+            gpu_copier=gpu_copier,
         )
 
     @classmethod
@@ -96,14 +118,23 @@ class GalleryIndex:
         *,
         gpu_fp16: bool = False,
         engine_policy: EnginePolicy = DEFAULT_POLICY,
+        encoding: Encoding | None = None,
+        gpu_device: int = 0,
+        gpu_shards: bool = False,
+        gpu_copier: Copier | None = None,
     ) -> GalleryIndex:
-        """Open an index; a ``fingerprint`` or ``dim`` given must match what it was built with.
-        ``engine_policy`` picks the exact-search engine of a flat index on the CPU."""
+        """Open an index; a ``fingerprint``, ``dim`` or ``encoding`` given must match what it
+        was built with. ``engine_policy`` picks the exact-search engine of a flat index on the
+        CPU. The GPU copy (``use_gpu``) goes to GPU ``gpu_device`` (the encoder's), or is
+        sharded over every visible GPU with ``gpu_shards``; ``gpu_copier`` stands in for
+        FAISS's GPU cloner (tests run the same locking with a CPU copier)."""
         path = Path(path)
         if not path.is_dir():
             raise IndexStoreError(f"{path} is not a gallery index: no such folder")
         manifest = Manifest.open(path / MANIFEST_FILE)
-        index = cls(path, manifest, use_gpu, fingerprint, dim, gpu_fp16, engine_policy)
+        gpu = GpuCopies(use_gpu, gpu_fp16, gpu_device, gpu_shards, gpu_copier)
+        expected = Expected(fingerprint, dim, encoding)
+        index = cls(path, manifest, gpu, expected, engine_policy)
         try:
             check_meta(path, manifest.meta(), index._expected)
             index._gpu.check(manifest.meta()["kind"])
@@ -140,6 +171,11 @@ class GalleryIndex:
     @property
     def dim(self) -> int:
         return self._current().dim
+
+    @property
+    def encoding(self) -> Encoding:
+        """How the gallery's vectors were encoded (index/encoding.py)."""
+        return self._current().encoding
 
     def search(
         self, queries: np.ndarray, k: int, where: GalleryFilter | None = None
@@ -222,6 +258,7 @@ class GalleryIndex:
             "format": FORMAT,
             "version": VERSION,
             "generation": snap.generation,
+            "encoding": {"precision": snap.encoding.precision, "layout": snap.encoding.layout},
             "gpu": snap.on_gpu,
             "filtered_search": "cpu",  # FAISS GPU indexes take no ID selector
             "search_engine": _engine_stats(snap),
@@ -339,12 +376,19 @@ class GalleryIndex:
         dim: int | None = None,
         kind: str | None = None,
         next_id: int | None = None,
+        encoding: Encoding | None = None,
     ) -> None:
         """Commit a new generation holding exactly ``rows``; see
         :meth:`ExclusiveWriter.replace_all`."""
         with self.exclusive() as writer:
             writer.replace_all(
-                vectors, rows, fingerprint=fingerprint, dim=dim, kind=kind, next_id=next_id
+                vectors,
+                rows,
+                fingerprint=fingerprint,
+                dim=dim,
+                kind=kind,
+                next_id=next_id,
+                encoding=encoding,
             )
 
     # --- internals --------------------------------------------------------------------------
@@ -363,8 +407,9 @@ class GalleryIndex:
     ) -> Snapshot:
         """The searchable form of a generation (with its GPU copy when searching on GPU)."""
         kind = str(meta["kind"])
-        searcher, on_gpu = self._gpu.searcher(master, kind)
-        exact = ExactSearch(master, self._policy) if kind == "flat" and not on_gpu else None
+        encoding = Encoding.from_meta(meta)
+        gpu = self._gpu.copy(master, kind)  # IndexStoreError if the GPU cannot take it
+        exact = ExactSearch(master, self._policy) if kind == "flat" and gpu is None else None
         return Snapshot(
             generation=generation,
             fingerprint=str(meta["fingerprint"]),
@@ -372,10 +417,10 @@ class GalleryIndex:
             kind=kind,
             next_id=int(meta["next_id"]),
             master=master,
-            searcher=searcher,
-            on_gpu=on_gpu,
+            gpu=gpu,
             labels=labels,
             exact=exact,
+            encoding=encoding,
         )
 
     @contextmanager

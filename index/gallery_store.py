@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from index.encoding import Encoding
 from index.filters import GalleryFilter
 from index.items import AddResult, Hit, ItemMeta
 
@@ -27,6 +28,11 @@ class GalleryStore(Protocol):
 
     @property
     def dim(self) -> int: ...
+
+    @property
+    def encoding(self) -> Encoding:
+        """How the vectors were encoded (precision, layout); see index/encoding.py."""
+        ...
 
     def add(self, vectors: np.ndarray, items: Sequence[ItemMeta]) -> AddResult:
         """Add atomically; bytes already present (same sha256) are duplicates, not added; an

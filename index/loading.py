@@ -18,6 +18,7 @@ import faiss
 import numpy as np
 
 from index import faiss_backend
+from index.encoding import Encoding, check
 from index.errors import IndexCorruptError, IndexMismatchError, IndexStoreError
 from index.layout import FORMAT, VERSION, vectors_file
 from index.manifest import Manifest
@@ -32,6 +33,7 @@ class Expected:
 
     fingerprint: str | None = None
     dim: int | None = None
+    encoding: Encoding | None = None  # how the caller encodes queries
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ class Committed:
 
 
 def check_meta(folder: Path, meta: dict[str, str], expected: Expected) -> None:
-    """Refuse other formats, other versions, and indexes built by another bundle."""
+    """Refuse other formats, other versions, and indexes built by another bundle or encoded
+    otherwise than the caller encodes (see index/encoding.py)."""
     if meta.get("format") != FORMAT:
         raise IndexCorruptError(f"{folder}: not a gallery index (format {meta.get('format')!r})")
     if meta.get("version") != str(VERSION):
@@ -63,6 +66,7 @@ def check_meta(folder: Path, meta: dict[str, str], expected: Expected) -> None:
         raise IndexMismatchError(
             f"{folder} holds {meta['dim']}-dimensional vectors, the bundle makes {expected.dim}"
         )
+    check(Encoding.from_meta(meta), expected.encoding, str(folder))
 
 
 def load_committed(folder: Path, manifest: Manifest, expected: Expected) -> Committed:

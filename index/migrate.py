@@ -75,7 +75,9 @@ def migrate(
     try:
         source_kind = str(src.stats()["kind"])
         dst_kind = kind or destination_kind(source_kind, dst_spec)
-        dst = create_store(dst_spec, src.fingerprint, src.dim, dst_kind, use_gpu="never")
+        dst = create_store(
+            dst_spec, src.fingerprint, src.dim, dst_kind, use_gpu="never", encoding=src.encoding
+        )
         try:
             rng = np.random.default_rng(seed)
             copied, sample = _copy(src, dst, batch_size, verify, rng)

@@ -15,7 +15,7 @@ source_path       VARCHAR(4096)
 added_at          DOUBLE
 ================  =========================  =============================================
 
-What the gallery is (bundle fingerprint, dim, index kind, format version) lives in the
+What the gallery is (bundle fingerprint, dim, index kind, format version, encoding) lives in the
 collection's *properties* (``tps.*`` keys), written in the same request that creates the
 collection, so a collection is never without them, and read back by ``describe_collection`` on
 milvus-lite and on a Milvus server alike. The vector field's own dim must agree.
@@ -30,6 +30,7 @@ from typing import Any
 
 from pymilvus import DataType, MilvusClient
 
+from index.encoding import Encoding
 from index.errors import IndexCorruptError, IndexStoreError
 from index.milvus_indexes import INDEX_TYPES
 
@@ -110,4 +111,12 @@ def read_meta(described: dict[str, Any], location: str) -> dict[str, Any]:
     vector = next((f for f in described.get("fields", []) if f.get("name") == "vector"), None)
     if vector is None or int(vector.get("params", {}).get("dim", -1)) != dim:
         raise IndexCorruptError(f"{location}: the vector field disagrees with dim={dim}")
-    return {"version": version, "fingerprint": fingerprint, "dim": dim, "kind": kind}
+    # Galleries made before the encoding was recorded read as fp32 / global.
+    encoding = Encoding.from_meta(meta)
+    return {
+        "version": version,
+        "fingerprint": fingerprint,
+        "dim": dim,
+        "kind": kind,
+        "encoding": encoding,
+    }

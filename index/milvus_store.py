@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from pymilvus import MilvusClient
 
+from index.encoding import Encoding, check
 from index.errors import IndexMismatchError, IndexStoreError
 from index.filters import GalleryFilter
 from index.items import AddResult, Hit, ItemMeta
@@ -104,6 +105,7 @@ class MilvusStore:
         self._dim = int(meta["dim"])
         self._kind = str(meta["kind"])
         self._version = int(meta["version"])
+        self._encoding: Encoding = meta["encoding"]
         # Serialises this store's writes (and close); other processes are not: see
         # index.milvus_writes.
         self._write_lock = threading.RLock()
@@ -112,9 +114,17 @@ class MilvusStore:
 
     @classmethod
     def create(
-        cls, uri: str, collection: str, *, fingerprint: str, dim: int, kind: str = "flat"
+        cls,
+        uri: str,
+        collection: str,
+        *,
+        fingerprint: str,
+        dim: int,
+        kind: str = "flat",
+        encoding: Encoding | None = None,
     ) -> MilvusStore:
-        """A new, empty gallery collection; refuses one that exists."""
+        """A new, empty gallery collection for vectors encoded as ``encoding`` says (default
+        fp32, global); refuses one that exists."""
         check_kind(kind)
         if not isinstance(fingerprint, str) or not fingerprint:
             raise IndexStoreError("a gallery needs the fingerprint of its bundle")
@@ -125,6 +135,7 @@ class MilvusStore:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         client = connect(uri, must_exist=False)
         where = location(uri, collection)
+        encoding = encoding or Encoding()
         meta = {"version": VERSION, "fingerprint": fingerprint, "dim": dim, "kind": kind}
         try:
             if engine(client) == "milvus-lite":  # `milvus-lite server` behind milvus://
@@ -137,11 +148,11 @@ class MilvusStore:
                 client.create_collection(
                     collection,
                     schema=collection_schema(dim),
-                    properties=properties(meta),
+                    properties=properties(meta | encoding.to_meta()),
                     **STRONG,
                 )
             build_indexes(client, uri, collection, kind)
-            store = cls(client, uri, collection, meta)
+            store = cls(client, uri, collection, meta | {"encoding": encoding})
         except BaseException:
             disconnect(client, uri)
             raise
@@ -156,8 +167,10 @@ class MilvusStore:
         *,
         fingerprint: str | None = None,
         dim: int | None = None,
+        encoding: Encoding | None = None,
     ) -> MilvusStore:
-        """An existing gallery; a ``fingerprint`` or ``dim`` given must match what it holds."""
+        """An existing gallery; a ``fingerprint``, ``dim`` or ``encoding`` given must match what
+        it holds."""
         where = location(uri, collection)
         client = connect(uri, must_exist=True)
         try:
@@ -176,6 +189,7 @@ class MilvusStore:
                 raise IndexMismatchError(
                     f"{where} holds {meta['dim']}-dimensional vectors, the bundle makes {dim}"
                 )
+            check(meta["encoding"], encoding, where)
             with errors(f"load {where}"):
                 client.load_collection(collection)
             return cls(client, uri, collection, meta)
@@ -214,6 +228,11 @@ class MilvusStore:
     def kind(self) -> str:
         return self._kind
 
+    @property
+    def encoding(self) -> Encoding:
+        """How the gallery's vectors were encoded (index/encoding.py)."""
+        return self._encoding
+
     def stats(self) -> dict[str, Any]:
         return {
             "store": STORE,
@@ -224,6 +243,7 @@ class MilvusStore:
             "dim": self._dim,
             "fingerprint": self._fingerprint,
             "kind": self._kind,
+            "encoding": {"precision": self._encoding.precision, "layout": self._encoding.layout},
             "index_type": INDEX_TYPES[self._kind],
             "metric": "IP",
             "format": FORMAT,

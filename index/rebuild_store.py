@@ -17,6 +17,7 @@ import numpy as np
 
 from bundle.encoders import Bundle
 from index.encode import encode_images
+from index.encoding import Encoding
 from index.errors import IndexStoreError
 from index.gallery import GalleryIndex
 from index.gallery_store import GalleryStore
@@ -66,7 +67,10 @@ def rebuild_into(
         log.warning("dropped %d unreadable items", failed)
     if store_kind(out_spec) == "faiss":
         return _new_folder(Path(out_spec), bundle, kind, encoded.vectors, kept)
-    target = create_store(out_spec, bundle.fingerprint, bundle.dim, kind, "never")
+    encoding = Encoding(bundle.precision)  # how the new vectors were encoded
+    target = create_store(
+        out_spec, bundle.fingerprint, bundle.dim, kind, "never", encoding=encoding
+    )
     try:
         target.upsert(encoded.vectors, kept)
     except BaseException:
@@ -80,7 +84,9 @@ def _new_folder(
 ) -> GalleryIndex:
     with (
         staging(path) as tmp,
-        GalleryIndex.create(tmp, bundle.fingerprint, bundle.dim, kind, "never") as target,
+        GalleryIndex.create(
+            tmp, bundle.fingerprint, bundle.dim, kind, "never", encoding=Encoding(bundle.precision)
+        ) as target,
     ):
         target.upsert(vectors, items)
     return GalleryIndex.open(path, bundle.fingerprint, bundle.dim, "never")

@@ -7,16 +7,26 @@ and swaps in the next, so readers never wait for writers and never see half an u
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
 
+from index.encoding import Encoding
 from index.errors import IndexStoreError
 from index.exact_search import ExactSearch
 from index.layout import info
 
 Labels = dict[int, tuple[str, str | None]]  # faiss id -> (image_id, person_id)
+
+
+class GpuCopy:
+    """A generation's GPU copy; ``index`` is None once freed. Read and cleared only under the
+    lock of :class:`index.gpu_copies.GpuCopies`."""
+
+    def __init__(self, index: faiss.Index) -> None:
+        self.index: faiss.Index | None = index
 
 
 @dataclass(frozen=True)
@@ -30,10 +40,14 @@ class Snapshot:
     kind: str
     next_id: int
     master: faiss.Index
-    searcher: faiss.Index  # the GPU copy, or the master itself
-    on_gpu: bool
+    gpu: GpuCopy | None  # searched on this copy when set, else on the master
     labels: Labels
     exact: ExactSearch | None = None  # a flat master searched on the CPU: its engines
+    encoding: Encoding = field(default_factory=Encoding)  # how its vectors were encoded
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.gpu is not None
 
     def info(self) -> dict[str, object]:
         """What ``index.json`` should say for this generation."""
@@ -47,12 +61,17 @@ class Snapshot:
 
 
 class SnapshotSlot:
-    """Holds the current snapshot; a newer generation replaces it, an older one never does."""
+    """Holds the current snapshot; a newer generation replaces it, an older one never does.
 
-    def __init__(self, folder: Path) -> None:
+    ``retire`` is called with every snapshot that stops being current (replaced, cleared) or
+    never becomes current (refused): it frees what they hold outside the CPU heap.
+    """
+
+    def __init__(self, folder: Path, retire: Callable[[Snapshot], None] = lambda s: None) -> None:
         self._folder = folder
         self._lock = threading.Lock()
         self._snap: Snapshot | None = None
+        self._retire = retire
 
     def current(self) -> Snapshot:
         snap = self._snap
@@ -63,11 +82,14 @@ class SnapshotSlot:
     def install(self, snap: Snapshot) -> bool:
         """Swap in ``snap`` unless a newer generation is already in place."""
         with self._lock:
-            if self._snap is not None and snap.generation <= self._snap.generation:
-                return False
-            self._snap = snap
-            return True
+            installed = self._snap is None or snap.generation > self._snap.generation
+            old, self._snap = (self._snap, snap) if installed else (snap, self._snap)
+        if old is not None:
+            self._retire(old)
+        return installed
 
     def clear(self) -> None:
         with self._lock:
-            self._snap = None
+            old, self._snap = self._snap, None
+        if old is not None:
+            self._retire(old)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from index.encoding import Encoding
 from index.errors import IndexStoreError
 from index.gallery_store import GalleryStore
 
@@ -47,16 +48,37 @@ def milvus_target(spec: str | Path) -> tuple[str, str]:
 
 
 def create_store(
-    spec: str | Path, fingerprint: str, dim: int, kind: str = "flat", use_gpu: str = "auto"
+    spec: str | Path,
+    fingerprint: str,
+    dim: int,
+    kind: str = "flat",
+    use_gpu: str = "auto",
+    *,
+    encoding: Encoding | None = None,
+    gpu_device: int = 0,
+    gpu_shards: bool = False,
 ) -> GalleryStore:
-    """A new, empty store for vectors of the bundle ``fingerprint``."""
+    """A new, empty store for vectors of the bundle ``fingerprint`` encoded as ``encoding``
+    says (default fp32, global). ``gpu_device``/``gpu_shards``: where a FAISS index's GPU copy
+    goes (see :class:`index.gallery.GalleryIndex`)."""
     if store_kind(spec) == "faiss":
         from index.gallery import GalleryIndex
 
-        return GalleryIndex.create(Path(spec), fingerprint, dim, kind, use_gpu)
+        return GalleryIndex.create(
+            Path(spec),
+            fingerprint,
+            dim,
+            kind,
+            use_gpu,
+            encoding=encoding,
+            gpu_device=gpu_device,
+            gpu_shards=gpu_shards,
+        )
     from index.milvus_store import MilvusStore
 
-    return MilvusStore.create(*milvus_target(spec), fingerprint=fingerprint, dim=dim, kind=kind)
+    return MilvusStore.create(
+        *milvus_target(spec), fingerprint=fingerprint, dim=dim, kind=kind, encoding=encoding
+    )
 
 
 def open_store(
@@ -64,12 +86,27 @@ def open_store(
     fingerprint: str | None = None,
     dim: int | None = None,
     use_gpu: str = "auto",
+    *,
+    encoding: Encoding | None = None,
+    gpu_device: int = 0,
+    gpu_shards: bool = False,
 ) -> GalleryStore:
-    """An existing store; a ``fingerprint`` or ``dim`` given must match what it holds."""
+    """An existing store; a ``fingerprint``, ``dim`` or ``encoding`` given must match what it
+    holds (``encoding`` None: not checked)."""
     if store_kind(spec) == "faiss":
         from index.gallery import GalleryIndex
 
-        return GalleryIndex.open(Path(spec), fingerprint, dim, use_gpu)
+        return GalleryIndex.open(
+            Path(spec),
+            fingerprint,
+            dim,
+            use_gpu,
+            encoding=encoding,
+            gpu_device=gpu_device,
+            gpu_shards=gpu_shards,
+        )
     from index.milvus_store import MilvusStore
 
-    return MilvusStore.open(*milvus_target(spec), fingerprint=fingerprint, dim=dim)
+    return MilvusStore.open(
+        *milvus_target(spec), fingerprint=fingerprint, dim=dim, encoding=encoding
+    )

@@ -94,7 +94,7 @@ def _log_ready(runtime: Runtime, stats: dict[str, Any], seconds: float) -> None:
         else "off"
     )
     log.info(
-        "ready in %.1f s: model %s (dim %d) on %s with the %s runtime%s; %s store %s with %d "
+        "ready in %.1f s: model %s (dim %d) on %s with the %s runtime (%s)%s; %s store %s with %d "
         "images (%s%s); "
         "batching %s; writes %s; reads %s",
         seconds,
@@ -102,6 +102,7 @@ def _log_ready(runtime: Runtime, stats: dict[str, Any], seconds: float) -> None:
         runtime.bundle.dim,
         runtime.bundle.device,
         runtime.bundle.runtime_name,
+        runtime.bundle.precision,
         "" if runtime.bundle.trim_text else " (full-context text)",
         s.store_kind,
         runtime.store.location,

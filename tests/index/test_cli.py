@@ -80,8 +80,9 @@ def test_build_add_search_remove_rebuild(
     assert added["count"] == 7
 
     hits = _run_in_process(
-        capsys, "search", idx, "--bundle", random_bundle, "--query", "a woman", "-k", "3"
-    )
+        capsys, "search", idx, "--bundle", random_bundle, "--query", "a woman", "-k", "3",
+        "--device", "cpu",
+    )  # fmt: skip
     with GalleryIndex.open(idx) as index:
         expected = index.search(bundle.encode_text(["a woman"]), 3)[0]
     assert [h["image_id"] for h in hits] == [h.image_id for h in expected]
@@ -105,6 +106,31 @@ def test_build_add_search_remove_rebuild(
 
 def built_fingerprint(bundle_dir: Path) -> str:
     return json.loads((bundle_dir / "bundle.json").read_text())["fingerprint"]
+
+
+def test_precision_is_recorded_and_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture, camera: Path, random_bundle: Path
+) -> None:
+    idx = tmp_path / "idx"
+    fast = ("--workers", "0", "--device", "cpu")
+    _run_in_process(
+        capsys, "build", "--bundle", random_bundle, "--images", camera, "--out", idx, *fast,
+        "--precision", "bf16",
+    )  # fmt: skip
+    assert _run_in_process(capsys, "info", idx)["encoding"] == {
+        "precision": "bf16",
+        "layout": "global",
+    }
+    query = ("search", idx, "--bundle", random_bundle, "--query", "a woman", "--device", "cpu")
+    assert main([str(a) for a in query]) == 2  # fp32 queries against a bf16 gallery
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--precision bf16" in err and len(err.splitlines()) == 1
+    hits = _run_in_process(capsys, *query, "--precision", "bf16")
+    assert len(hits) == 6
+    assert (
+        main(["add", str(idx), "--bundle", str(random_bundle), "--images", str(camera), *fast]) == 2
+    )
+    assert "encoded in bf16" in capsys.readouterr().err
 
 
 def test_build_from_dataset_split(

@@ -35,7 +35,7 @@ def test_search_by_positive_examples_leaves_them_out(
     capsys: pytest.CaptureFixture, built, random_bundle: Path
 ) -> None:
     index, _ = built
-    base = ("search", index, "--bundle", random_bundle, "-k", "3")
+    base = ("search", index, "--bundle", random_bundle, "--device", "cpu", "-k", "3")
     code, hits, err = run(capsys, *base, "--positive", "p0001/p0001_01.jpg")
     assert code == 0, err
     assert len(hits) == 3 and "p0001/p0001_01.jpg" not in [h["image_id"] for h in hits]
@@ -51,7 +51,8 @@ def test_scores_follow_the_shared_combination(
     index, _ = built
     pos, neg = "p0002/p0002_02.jpg", "p0003/p0003_01.jpg"
     code, hits, err = run(
-        capsys, "search", index, "--bundle", random_bundle, "--query", "a woman", "-k", "9",
+        capsys, "search", index, "--bundle", random_bundle, "--device", "cpu",
+        "--query", "a woman", "-k", "9",
         "--positive", pos, "--negative", neg, "--alpha", "0.5", "--beta", "0.7",
     )  # fmt: skip
     assert code == 0, err
@@ -67,7 +68,9 @@ def test_scores_follow_the_shared_combination(
 def test_search_by_a_photo(capsys: pytest.CaptureFixture, built, random_bundle: Path) -> None:
     index, folder = built
     photo = folder / "p0002" / "p0002_03.jpg"
-    code, hits, err = run(capsys, "search", index, "--bundle", random_bundle, "--image", photo)
+    code, hits, err = run(
+        capsys, "search", index, "--bundle", random_bundle, "--device", "cpu", "--image", photo
+    )
     assert code == 0, err
     assert hits[0]["image_id"] == "p0002/p0002_03.jpg" and hits[0]["score"] > 0.999
 
@@ -88,7 +91,9 @@ def test_bad_example_searches_are_one_line(
     capsys: pytest.CaptureFixture, built, random_bundle: Path, extra: tuple, says: str
 ) -> None:
     index, _ = built
-    code, _, err = run(capsys, "search", index, "--bundle", random_bundle, *extra)
+    code, _, err = run(
+        capsys, "search", index, "--bundle", random_bundle, "--device", "cpu", *extra
+    )
     assert code == 2
     assert err.strip().splitlines()[-1].startswith("error:") and says in err
 
@@ -99,5 +104,7 @@ def test_a_file_that_is_not_an_image(
     index, _ = built
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")
-    code, _, err = run(capsys, "search", index, "--bundle", random_bundle, "--image", bad)
+    code, _, err = run(
+        capsys, "search", index, "--bundle", random_bundle, "--device", "cpu", "--image", bad
+    )
     assert code == 2 and "--image" in err

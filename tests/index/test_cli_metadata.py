@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from index.cli import main
+from index.encoding import Encoding
 from index.filters import GalleryFilter
 from index.store import GalleryIndex
 
@@ -107,7 +108,7 @@ def test_metadata_build_add_and_filtered_search(
     with GalleryIndex.open(idx) as index:
         vector = bundle.encode_text(["a person"])
         for flags, where in filters:
-            hits = _run(capsys, "search", idx, "--bundle", random_bundle, *query, *flags)
+            hits = _run(capsys, "search", idx, "--bundle", random_bundle, *query, *flags, *FAST[2:])
             expected = index.search(vector, 50, where)[0]
             assert [h["image_id"] for h in hits] == [h.image_id for h in expected], flags
             assert all(where.matches(index.get(h["image_id"])) for h in hits)
@@ -162,6 +163,8 @@ def test_bad_search_filters(tmp_path: Path, capsys: pytest.CaptureFixture, rando
 
 class FakeStore:
     """Stands in for a Milvus store, to see what the CLI hands the store factory."""
+
+    encoding = Encoding()
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
@@ -222,7 +225,7 @@ def test_build_search_and_remove_on_milvus_lite(
                  "--metadata", meta, "--out", db, *FAST)  # fmt: skip
     assert built["added"] == len(names) and built["path"] == str(db)
     hits = _run(capsys, "search", db, "--bundle", random_bundle, "--query", "a person",
-                "-k", "50", "--camera", "1", "--after", str(T + 2))  # fmt: skip
+                "-k", "50", "--camera", "1", "--after", str(T + 2), *FAST[2:])  # fmt: skip
     where = GalleryFilter(camera_ids=("1",), captured_after=T + 2)
     with open_store(db) as store:  # type: ignore[attr-defined]
         expected = store.search(bundle.encode_text(["a person"]), 50, where)[0]

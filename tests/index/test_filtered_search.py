@@ -17,7 +17,7 @@ from index.gallery import GalleryIndex
 from index.gallery_store import GalleryStore
 from index.items import ItemMeta
 from tests.index.conftest import assert_matches_brute_force, random_unit
-from tests.index.test_gpu_copies import FakeCopier, fake_gpu  # noqa: F401 - a fixture
+from tests.index.test_gpu_copies import CloneCopier
 
 FP = "f" * 64
 DIM = 16
@@ -186,13 +186,13 @@ def test_filters_follow_writes(tmp_path: Path, small: tuple) -> None:
         reader.close()
 
 
-def test_filtered_search_runs_on_the_cpu_master(tmp_path: Path, fake_gpu: type[FakeCopier]) -> None:  # noqa: F811
+def test_filtered_search_runs_on_the_cpu_master(tmp_path: Path) -> None:
     """GPU indexes take no ID selector, and cap k: a filtered search ignores both."""
     n = faiss_backend.GPU_MAX_K + 600
     vectors, items = random_unit(n, DIM, 5), metadata_items(n, seed=5)
     with GalleryIndex.create(tmp_path / "idx", FP, DIM, use_gpu="never") as index:
         index.add(vectors, items)
-    with GalleryIndex.open(tmp_path / "idx", use_gpu="always") as gpu:
+    with GalleryIndex.open(tmp_path / "idx", use_gpu="always", gpu_copier=CloneCopier()) as gpu:
         stats = gpu.stats()
         assert stats["gpu"] is True and stats["filtered_search"] == "cpu"
         assert stats["store"] == "faiss"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
 from index import faiss_backend
-from index.store import GalleryIndex
+from index.store import GalleryIndex, IndexStoreError
+from tests.index import gpu_workload
 from tests.index.conftest import fake_items, random_unit
 
 pytestmark = [
@@ -87,3 +89,33 @@ def test_fp16_storage_is_close(cpu_and_gpu) -> None:
         ]
     )
     assert overlap >= 0.9
+
+
+def test_concurrent_adds_removes_and_searches_on_a_gpu_copy(tmp_path: Path) -> None:
+    """Writers add and remove while readers search one GPU copy, all sharing one set of GPU
+    resources (the same workload runs on a CPU stand-in in test_gpu_copies.py)."""
+    with GalleryIndex.create(
+        tmp_path / "idx", "9" * 64, gpu_workload.DIM, use_gpu="always"
+    ) as index:
+        base = gpu_workload.fill(index)
+        assert index.stats()["gpu"] is True
+        assert gpu_workload.run(index, base, writers=3, readers=4) > 0
+        assert index.stats()["gpu"] is True
+
+
+def test_the_copy_goes_to_one_device_unless_sharding_is_asked() -> None:
+    vectors = random_unit(1000, DIM, 6)
+    master = faiss_backend.build("flat", DIM, vectors, np.arange(1000))
+    copier = faiss_backend.GpuCopier()
+    assert copier.device == 0 and copier.shards is False
+    copy = copier.copy(master)
+    assert not isinstance(copy, faiss.IndexShards)
+    _, on_gpu = copy.search(vectors[:8], 5)
+    _, on_cpu = master.search(vectors[:8], 5)
+    np.testing.assert_array_equal(on_gpu[:, 0], on_cpu[:, 0])
+
+
+def test_a_device_faiss_cannot_see_is_refused(tmp_path: Path) -> None:
+    GalleryIndex.create(tmp_path / "idx", "9" * 64, DIM, use_gpu="never").close()
+    with pytest.raises(IndexStoreError, match="not visible"):
+        GalleryIndex.open(tmp_path / "idx", use_gpu="always", gpu_device=faiss_backend.gpu_count())

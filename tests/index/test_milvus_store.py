@@ -150,6 +150,8 @@ def test_meta_lives_in_collection_properties(tmp_path: Path) -> None:
             "tps.fingerprint": FP,
             "tps.dim": str(DIM),
             "tps.kind": "hnsw",
+            "tps.encoding_precision": "fp32",
+            "tps.encoding_layout": "global",
         }
         assert described["consistency_level_name"] == "Strong"
         fields = {f["name"]: f for f in described["fields"]}

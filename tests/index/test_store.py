@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index import faiss_backend
 from index.store import (
     GalleryIndex,
     IndexCorruptError,
@@ -58,7 +59,9 @@ def test_persisted_and_reopened(tmp_path: Path) -> None:
         assert again.search(vectors[:5], 7) == before
         stats = again.stats()
     assert stats["count"] == 50 and stats["dim"] == DIM and stats["fingerprint"] == FP
-    assert stats["kind"] == "flat" and stats["gpu"] is False and stats["generation"] == 1
+    assert stats["kind"] == "flat" and stats["generation"] == 1
+    # use_gpu="auto": on a GPU copy exactly when faiss has GPU support and sees a device.
+    assert stats["gpu"] is (faiss_backend.gpu_count() > 0)
     info = json.loads((tmp_path / "idx" / "index.json").read_text())
     assert info["count"] == 50 and info["fingerprint"] == FP and info["dim"] == DIM
     assert sorted(p.name for p in (tmp_path / "idx").glob("vectors.*")) == ["vectors.1.faiss"]
@@ -143,8 +146,12 @@ def test_create_refuses_existing_and_bad_arguments(tmp_path: Path) -> None:
         GalleryIndex.create(tmp_path / "full", FP, DIM)
     with pytest.raises(IndexStoreError, match="unknown index kind"):
         GalleryIndex.create(tmp_path / "k", FP, DIM, kind="pq")
-    with pytest.raises(IndexStoreError, match="always"):
-        GalleryIndex.create(tmp_path / "g", FP, DIM, use_gpu="always")
+    if faiss_backend.gpu_count() == 0:
+        with pytest.raises(IndexStoreError, match="always"):
+            GalleryIndex.create(tmp_path / "g", FP, DIM, use_gpu="always")
+    else:
+        with GalleryIndex.create(tmp_path / "g", FP, DIM, use_gpu="always") as on_gpu:
+            assert on_gpu.stats()["gpu"] is True
     (tmp_path / "empty").mkdir()
     GalleryIndex.create(tmp_path / "empty", FP, DIM).close()  # an empty folder is fine
     with pytest.raises(IndexStoreError, match="not a gallery index"):
