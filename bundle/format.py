@@ -6,6 +6,11 @@ A bundle is an open_clip ``local-dir`` model folder plus our metadata, so
     BUNDLE/open_clip_config.json       {"model_cfg": ..., "preprocess_cfg": ...}
     BUNDLE/open_clip_model.safetensors the two towers (no training-only heads)
     BUNDLE/bundle.json                 format version, fingerprint, recipe, validation metrics
+    BUNDLE/parts_head.safetensors      only in a parts bundle: the part-level head (docs/parts.md),
+                                       its config and default weights under "parts" in bundle.json
+
+The fingerprint is the sha256 of the towers' weights file; a parts bundle's also covers the
+head's file and its config, so an index built in either mode names the bundle exactly.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ BUNDLE_VERSION = 1
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
 META_FILE = "bundle.json"
+PARTS_FILE = "parts_head.safetensors"
 
 
 class BundleError(Exception):
@@ -52,6 +58,22 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def parts_fingerprint(weights_sha: str, head_sha: str, parts: dict[str, Any]) -> str:
+    """A parts bundle's fingerprint: the towers, the head and the head's config together."""
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{weights_sha}\n{head_sha}\n{canonical}".encode()).hexdigest()
+
+
+def compute_fingerprint(bundle_dir: Path) -> str:
+    """The fingerprint the bundle's files give now (compare with the recorded one)."""
+    bundle_dir = Path(bundle_dir)
+    weights_sha = sha256_file(bundle_dir / WEIGHTS_FILE)
+    parts = read_meta(bundle_dir).extra.get("parts")
+    if parts is None:
+        return weights_sha
+    return parts_fingerprint(weights_sha, sha256_file(bundle_dir / PARTS_FILE), parts)
+
+
 def preprocess_cfg(image_size: tuple[int, int], mean: list[float], std: list[float]) -> dict:
     """Eval preprocessing: squash-resize to H×W (pedestrian crops are already tall), normalise."""
     return {
@@ -71,8 +93,11 @@ def write_bundle(
     preprocess: dict,
     model_name: str,
     extra: dict[str, Any] | None = None,
+    parts: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
 ) -> BundleMeta:
     """Write the towers' weights, their open_clip config and our metadata; return the metadata.
+
+    ``parts``: (the part head's state dict, its config) to make a parts bundle.
 
     Files are written to a sibling temp folder and renamed into place, so a reader never sees a
     bundle whose weights and fingerprint disagree.
@@ -86,6 +111,13 @@ def write_bundle(
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state_dict.items()}
     save_file(tensors, str(tmp_dir / WEIGHTS_FILE))
     fingerprint = sha256_file(tmp_dir / WEIGHTS_FILE)
+    extra = dict(extra or {})
+    if parts is not None:
+        head_state, parts_meta = parts
+        head = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in head_state.items()}
+        save_file(head, str(tmp_dir / PARTS_FILE))
+        extra["parts"] = parts_meta
+        fingerprint = parts_fingerprint(fingerprint, sha256_file(tmp_dir / PARTS_FILE), parts_meta)
     write_json_atomic(tmp_dir / CONFIG_FILE, {"model_cfg": model_cfg, "preprocess_cfg": preprocess})
     image_size = tuple(int(s) for s in preprocess["size"])
     meta = {
@@ -96,7 +128,7 @@ def write_bundle(
         "image_size": list(image_size),
         "context_length": int(model_cfg["text_cfg"].get("context_length", 77)),
         "model_name": model_name,
-        **(extra or {}),
+        **extra,
     }
     write_json_atomic(tmp_dir / META_FILE, meta)
     if out_dir.exists():
@@ -125,6 +157,8 @@ def read_meta(bundle_dir: Path) -> BundleMeta:
             f"{bundle_dir} has format {meta.get('format')!r} v{meta.get('version')}, "
             f"expected {BUNDLE_FORMAT!r} v{BUNDLE_VERSION}"
         )
+    if "parts" in meta and not (bundle_dir / PARTS_FILE).is_file():
+        raise BundleError(f"{bundle_dir} is a parts bundle but {PARTS_FILE} is missing")
     known = {"fingerprint", "embed_dim", "image_size", "context_length", "model_name"}
     return BundleMeta(
         fingerprint=meta["fingerprint"],

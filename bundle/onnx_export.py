@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bundle.format import META_FILE, WEIGHTS_FILE, BundleError, read_meta, sha256_file
+from bundle.format import META_FILE, BundleError, compute_fingerprint, read_meta, sha256_file
 from bundle.fsio import replace_atomic
 from bundle.onnx_files import GRAPH_FILES, OnnxRecord, read_record, write_record
 from bundle.openclip_import import import_open_clip
@@ -130,7 +130,7 @@ def export_onnx(bundle_dir: Path) -> OnnxRecord:
 
     bundle_dir = Path(bundle_dir)
     meta = read_meta(bundle_dir)
-    if sha256_file(bundle_dir / WEIGHTS_FILE) != meta.fingerprint:
+    if compute_fingerprint(bundle_dir) != meta.fingerprint:
         raise BundleError(f"{bundle_dir}: weights do not match the fingerprint in {META_FILE}")
     open_clip = import_open_clip()
     clip = load_clip(bundle_dir, torch.device("cpu"))

@@ -48,13 +48,30 @@ class TextTower(nn.Module):
         return self.causal and self.pool_type in TRIMMABLE_POOLS
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self._hidden(tokens)
+        return self._project(
+            x[torch.arange(x.shape[0], device=x.device), self.pooled_position(tokens)]
+        )
+
+    def with_tokens(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(normalised features, every output token after ln_final, padding mask True after
+        the pooled end-of-text position): what the part head reads besides the features."""
+        hidden = self._hidden(tokens)
+        pooled = self.pooled_position(tokens)
+        features = self._project(
+            hidden[torch.arange(hidden.shape[0], device=hidden.device), pooled]
+        )
+        positions = torch.arange(tokens.shape[1], device=tokens.device).unsqueeze(0)
+        return features, hidden, positions > pooled.unsqueeze(1)
+
+    def _hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         length = tokens.shape[1]
         x = self.token_embedding(tokens).to(self.cast_dtype)
         x = x + self.positional_embedding[:length].to(self.cast_dtype)
         mask = self.attn_mask[:length, :length] if self.causal else None
-        x = self.transformer(x, attn_mask=mask)
-        x = self.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), self.pooled_position(tokens)]
+        return self.ln_final(self.transformer(x, attn_mask=mask))
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.text_projection, nn.Linear):
             x = self.text_projection(x)
         elif self.text_projection is not None:
@@ -82,6 +99,16 @@ class ImageTower(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.visual(images).float(), dim=-1)
+
+    def with_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(normalised features, patch tokens after ln_post with CLS dropped): the part head
+        reads the tokens. Plain ViT only (CLS pooling, ln_post before pooling), as trained."""
+        visual = self.visual
+        if getattr(visual, "attn_pool", None) is not None or visual.final_ln_after_pool:
+            raise BundleError("parts mode needs a plain ViT image tower")
+        x = visual.ln_post(visual.transformer(visual._embeds(images)))
+        pooled = x[:, 0] @ visual.proj if visual.proj is not None else x[:, 0]
+        return F.normalize(pooled.float(), dim=-1), x[:, 1:]
 
 
 def trimmed_length(tokens: np.ndarray, pool_type: str, eos_id: int | None = None) -> int:

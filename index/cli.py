@@ -19,8 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from bundle.cli import OneLineParser, run_command, setup_logging
 from bundle.format import BundleError
-from bundle.runtimes import RUNTIME_HELP, RUNTIMES, default_runtime
+from bundle.runtimes import (
+    PRECISION_HELP,
+    PRECISIONS,
+    RUNTIME_HELP,
+    RUNTIMES,
+    default_precision,
+    default_runtime,
+    runtime_precision,
+)
 from index import cli_inputs
+from index.encoding import Encoding
 from index.errors import IndexStoreError
 from index.faiss_backend import KINDS, USE_GPU
 from index.gallery_sources import ALL_SPLITS, DATASETS, GallerySourceError
@@ -98,8 +107,18 @@ def _add_examples(parser: argparse.ArgumentParser) -> None:
 def _add_encoding(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     parser.add_argument("--runtime", choices=RUNTIMES, help=RUNTIME_HELP)
+    parser.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="image decode processes")
+
+
+def _add_parts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="parts mode: the bundle's part head adds M coarse and K fine blocks to every vector "
+        "(a parts bundle, torch runtime; the index records the layout and needs it from then on)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,12 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, metavar="STORE", help=f"the new store: {STORE_HELP}")
     build.add_argument("--kind", choices=KINDS, default="flat")
     _add_encoding(build)
+    _add_parts(build)
 
     add = commands.add_parser("add", help="encode images and add them to an index")
     _add_store(add)
     add.add_argument("--bundle", type=Path, required=True)
     _add_source(add)
     _add_encoding(add)
+    _add_parts(add)
 
     remove = commands.add_parser("remove", help="remove images by image_id")
     _add_store(remove)
@@ -137,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_examples(search)
     search.add_argument("--device", default="auto", help="text encoder device")
     search.add_argument("--runtime", choices=RUNTIMES, help=RUNTIME_HELP)
+    search.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     search.add_argument("--use-gpu", choices=USE_GPU, default="auto", help="FAISS search on GPU")
+    _add_parts(search)
     _add_filter(search)
 
     rebuild = commands.add_parser("rebuild", help="re-encode every image with another bundle")
@@ -174,17 +197,43 @@ def _check_encoding(args: argparse.Namespace) -> None:
         raise GallerySourceError(f"--workers must be 0 or more, got {args.workers}")
 
 
-def _load_bundle(path: Path, device: str, runtime: str | None = None) -> Bundle:
+def _encoding(args: argparse.Namespace) -> Encoding:
+    """How the runtime these flags pick will encode, known before the model loads."""
+    runtime = default_runtime(args.runtime)
+    precision = runtime_precision(runtime, args.device, default_precision(args.precision))
+    if not getattr(args, "parts", False):
+        return Encoding(precision)
+    from bundle.format import read_meta
+    from bundle.parts_encoder import check_parts_runtime, layout_of
+
+    check_parts_runtime(runtime)
+    return Encoding(precision, layout_of(read_meta(args.bundle)).name)
+
+
+def _load_bundle(
+    path: Path,
+    device: str,
+    runtime: str | None = None,
+    precision: str | None = None,
+    parts: bool = False,
+) -> Bundle:
     from bundle.encoders import Bundle
 
-    bundle = Bundle(path, device=device, runtime=default_runtime(runtime))
+    bundle = Bundle(
+        path,
+        device=device,
+        runtime=default_runtime(runtime),
+        precision=default_precision(precision),
+        parts=parts,
+    )
     log.info(
-        "bundle %s (%s, dim %d) on %s, runtime %s",
+        "bundle %s (%s, dim %d) on %s, runtime %s, %s",
         path,
         bundle.fingerprint[:12],
         bundle.dim,
         bundle.device,
         bundle.runtime_name,
+        bundle.precision,
     )
     return bundle
 
@@ -195,13 +244,28 @@ def _open(spec: str, use_gpu: str = "never") -> GalleryStore:
     return open_store(spec, use_gpu=use_gpu)
 
 
-def _open_for(spec: str, bundle: Path, use_gpu: str = "never") -> GalleryStore:
-    """Open a store checked against a bundle's metadata, before loading the model itself."""
+def _open_for(
+    spec: str, bundle: Path, use_gpu: str = "never", encoding: Encoding | None = None
+) -> GalleryStore:
+    """Open a store checked against a bundle's metadata and the runtime's encoding, before
+    loading the model itself."""
     from bundle.format import read_meta
     from index.stores import open_store
 
     meta = read_meta(bundle)
-    return open_store(spec, meta.fingerprint, meta.embed_dim, use_gpu)
+    if encoding is None or encoding.layout == "global":
+        return open_store(spec, meta.fingerprint, meta.embed_dim, use_gpu, encoding=encoding)
+    from bundle.parts_encoder import layout_of
+    from index.errors import IndexMismatchError
+
+    # The recorded layout first: "holds global vectors" says more than a width would.
+    store = open_store(spec, meta.fingerprint, None, use_gpu, encoding=encoding)
+    if store.dim != layout_of(meta).dim:
+        store.close()
+        raise IndexMismatchError(
+            f"{spec} holds {store.dim}-dimensional vectors, not the parts layout's"
+        )
+    return store
 
 
 def _ingest_report(index: GalleryStore, report: Any) -> dict[str, Any]:
@@ -240,13 +304,16 @@ def cmd_build(args: argparse.Namespace) -> Any:
     from index.ingest import ingest, ingest_new  # torch: only once the cheap checks have passed
     from index.stores import create_store
 
-    bundle = _load_bundle(args.bundle, args.device, args.runtime)
+    bundle = _load_bundle(args.bundle, args.device, args.runtime, args.precision, args.parts)
+    recorded = Encoding(bundle.precision, bundle.layout)
     encoding = (args.batch_size, args.workers, not args.quiet)
     if store_kind(args.out) == "faiss":
         # Assembled aside and put in place whole: a failed build leaves nothing at --out.
         with (
             staging(Path(args.out)) as tmp,
-            GalleryIndex.create(tmp, bundle.fingerprint, bundle.dim, args.kind, "never") as index,
+            GalleryIndex.create(
+                tmp, bundle.fingerprint, bundle.dim, args.kind, "never", encoding=recorded
+            ) as index,
         ):
             report = ingest(index, bundle, entries, *encoding)
             if _nothing_readable(report):
@@ -254,7 +321,9 @@ def cmd_build(args: argparse.Namespace) -> Any:
             summary = _ingest_report(index, report)
     else:
         store, report = ingest_new(
-            lambda: create_store(args.out, bundle.fingerprint, bundle.dim, args.kind),
+            lambda: create_store(
+                args.out, bundle.fingerprint, bundle.dim, args.kind, encoding=recorded
+            ),
             bundle,
             entries,
             *encoding,
@@ -277,10 +346,10 @@ def _check_absent(spec: str) -> None:
 def cmd_add(args: argparse.Namespace) -> Any:
     _check_encoding(args)
     entries = cli_inputs.entries(args)
-    with closing(_open_for(args.index, args.bundle)) as index:
+    with closing(_open_for(args.index, args.bundle, encoding=_encoding(args))) as index:
         from index.ingest import ingest
 
-        bundle = _load_bundle(args.bundle, args.device, args.runtime)
+        bundle = _load_bundle(args.bundle, args.device, args.runtime, args.precision, args.parts)
         report = ingest(index, bundle, entries, args.batch_size, args.workers, not args.quiet)
         if _nothing_readable(report):
             raise IndexStoreError(f"none of the {len(entries)} images could be read")
@@ -320,8 +389,8 @@ def cmd_search(args: argparse.Namespace) -> Any:
     )
     query.check()
     where = cli_inputs.search_filter(args)
-    with closing(_open_for(args.index, args.bundle, args.use_gpu)) as index:
-        bundle = _load_bundle(args.bundle, args.device, args.runtime)
+    with closing(_open_for(args.index, args.bundle, args.use_gpu, _encoding(args))) as index:
+        bundle = _load_bundle(args.bundle, args.device, args.runtime, args.precision, args.parts)
         hits = search_by_example(index, bundle, query, args.k, where)
     return [{"image_id": h.image_id, "person_id": h.person_id, "score": h.score} for h in hits]
 
@@ -330,13 +399,20 @@ def cmd_rebuild(args: argparse.Namespace) -> Any:
     from index.store import check_new_location, rebuild
 
     _check_encoding(args)
-    _open(args.index).close()  # fail on a bad store before the model loads
+    with closing(_open(args.index)) as source:  # fail on a bad store before the model loads
+        if source.encoding.layout != "global":
+            # Re-encoding in parts mode would need the new bundle's head to match the layout;
+            # a global rebuild would silently turn a parts gallery into a global one.
+            raise IndexStoreError(
+                f"{args.index} holds parts vectors ({source.encoding.layout}); rebuild "
+                "re-encodes global galleries only: build a new index with --parts instead"
+            )
     kinds = {store_kind(args.index), store_kind(args.out or args.index)}
     if args.out is None and kinds != {"faiss"}:
         raise IndexStoreError("a Milvus store is rebuilt into a new store: give --out")
     if args.out is not None and store_kind(args.out) == "faiss":
         check_new_location(Path(args.out))
-    bundle = _load_bundle(args.bundle, args.device, args.runtime)
+    bundle = _load_bundle(args.bundle, args.device, args.runtime, args.precision)
     options = {
         "kind": args.kind,
         "batch_size": args.batch_size,

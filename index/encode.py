@@ -29,7 +29,7 @@ _Sample = tuple[int, torch.Tensor | None, str | None, str | None]
 
 @dataclass(frozen=True)
 class EncodeResult:
-    vectors: np.ndarray  # (len(kept), dim) float32, L2-normalised
+    vectors: np.ndarray  # (len(kept), dim) float32, L2-normalised (parts: as the store holds)
     kept: list[int]  # positions in the input of the encoded files, ascending
     sha256: list[str]  # per kept file: sha256 of its bytes
     failures: list[tuple[str, str]]  # (path, reason) per skipped file
@@ -107,4 +107,7 @@ def encode_images(
                 log.warning("skipped %s: %s", paths[n], reason)
             bar.update(len(positions) + len(bad))
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, bundle.dim), np.float32)
+    if bundle.parts is not None:
+        # Parts mode: G/√(1+M+K), unit rows like every store holds (bundle/parts_layout.py).
+        matrix = bundle.parts.layout.to_store(matrix)
     return EncodeResult(matrix.astype(np.float32, copy=False), kept, digests, failures)

@@ -90,13 +90,24 @@ def search_by_example(
     if query.image is not None:
         positives = np.concatenate([positives, image_vector(bundle, query.image)])
     text = bundle.encode_text([query.text])[0] if query.text is not None else None
+    parts = bundle.parts
     if text is not None and not len(positives) and not len(negatives):
         vector = text  # a plain text search, exactly as before examples existed
     else:
         try:
-            vector = combine(text, positives, negatives, query.alpha, query.beta)
+            vector = combine(
+                text,
+                positives,
+                negatives,
+                query.alpha,
+                query.beta,
+                parts=parts.layout if parts is not None else None,
+                weights=parts.weights if parts is not None else None,
+            )
         except QueryVectorError as err:
             raise GallerySourceError(str(err)) from None
+    if parts is not None:
+        vector = parts.layout.query_to_store(vector)  # hits then score ⟨G, Q⟩ = S
     excluded = set() if query.keep_examples else set(query.example_ids)
     hits = store.search(vector[None, :], k + len(excluded), where)[0]
     return [h for h in hits if h.image_id not in excluded][:k]

@@ -14,11 +14,24 @@ The defaults come from ``python -m bench.feedback`` (README, "Interactive search
 
 The service (service/query.py) and the index CLI (``python -m index search``) both call
 :func:`combine`, so the same request ranks the same way from either.
+
+Parts mode (bundle/parts_layout.py) normalises nothing as a whole: the text's query Q already
+carries the part weights, and an example image serves as a query the way a caption would, its
+blocks each unit-norm and weighted like Q's. So
+
+    q = Q + alpha * weigh(mean(unit blocks of positives)) - beta * weigh(mean(... negatives))
+
+and a plain text query scores S of docs/parts.md exactly, a single photo the same S with the
+photo's blocks in the caption's place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+
+from bundle.parts_layout import PartsLayout, PartsWeightsError
 
 DEFAULT_ALPHA = 1.0
 DEFAULT_BETA = 0.25
@@ -48,13 +61,21 @@ def combine(
     negatives: np.ndarray | None = None,
     alpha: float = DEFAULT_ALPHA,
     beta: float = DEFAULT_BETA,
+    parts: PartsLayout | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> np.ndarray:
     """The unit query vector (float32, shape (dim,)) for a text embedding and example image
     embeddings (rows); every input is expected L2-normalised, as the encoders and stores give
     them. Raises QueryVectorError when there is neither text nor a positive example, when a
-    weight is out of [0, MAX_WEIGHT], or when the terms cancel out."""
+    weight is out of [0, MAX_WEIGHT], or when the terms cancel out.
+
+    ``parts``: the parts layout of ``text`` (a weighted query Q) and of the examples (gallery
+    or photo vectors, any per-block scale); ``weights`` (the same as Q's) weigh the examples'
+    blocks. Nothing is normalised as a whole then (see the module's docstring)."""
     if not 0.0 <= alpha <= MAX_WEIGHT or not 0.0 <= beta <= MAX_WEIGHT:
         raise QueryVectorError(f"alpha and beta must be in [0, {MAX_WEIGHT:g}]")
+    if parts is not None:
+        return _combine_parts(parts, weights, text, positives, negatives, alpha, beta)
     known = [v for v in (text, positives, negatives) if v is not None and np.size(v)]
     if not known:
         raise QueryVectorError("nothing to search for: give a text or a positive example")
@@ -74,3 +95,37 @@ def combine(
     if not np.isfinite(norm) or norm < MIN_NORM:
         raise QueryVectorError("the examples cancel out: nothing is left to search for")
     return (query / norm).astype(np.float32)
+
+
+def _combine_parts(
+    layout: PartsLayout,
+    weights: Mapping[str, float] | None,
+    text: np.ndarray | None,
+    positives: np.ndarray | None,
+    negatives: np.ndarray | None,
+    alpha: float,
+    beta: float,
+) -> np.ndarray:
+    def weighed_mean(vectors: np.ndarray | None) -> np.ndarray | None:
+        if vectors is None or np.size(vectors) == 0:
+            return None
+        rows = layout.unit_blocks(np.asarray(vectors, np.float32).reshape(-1, layout.dim))
+        try:
+            return layout.weigh(rows.mean(axis=0, keepdims=True), weights)[0]
+        except PartsWeightsError as err:
+            raise QueryVectorError(str(err)) from None
+
+    pos, neg = weighed_mean(positives), weighed_mean(negatives)
+    if text is None and pos is None:
+        raise QueryVectorError("nothing to search for: give a text or a positive example")
+    query = np.zeros(layout.dim, np.float32)
+    if text is not None:
+        query += np.asarray(text, dtype=np.float32).reshape(layout.dim)
+    if pos is not None:
+        query += np.float32(alpha) * pos
+    if neg is not None:
+        query -= np.float32(beta) * neg
+    norm = float(np.linalg.norm(query))
+    if not np.isfinite(norm) or norm < MIN_NORM:
+        raise QueryVectorError("the examples cancel out: nothing is left to search for")
+    return query

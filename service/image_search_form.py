@@ -43,7 +43,11 @@ SCALARS = {
     "suggest_count": INTEGER,
 }
 SCALAR_PATTERNS = {name: re.compile(regex) for name, regex in SCALARS.items()}
-TEXTS = ("query", "filters")
+TEXTS = ("query", "filters", "weights")
+JSON_TEXTS = {
+    "filters": 'filters must be a JSON object, e.g. {"camera_ids": ["lobby-1"]}',
+    "weights": 'weights must be a JSON object, e.g. {"global": 1, "coarse": 0.5, "fine": 2}',
+}
 LISTS = ("positive_ids", "negative_ids")
 IMAGE_FIELD = "image"
 FIELDS = (IMAGE_FIELD, *TEXTS, *SCALARS, *LISTS)
@@ -80,13 +84,11 @@ def _scalar(name: str, text: str) -> Any:
     return int(text) if SCALARS[name] == INTEGER else float(text)
 
 
-def _filters(text: str) -> Any:
+def _json_field(name: str, text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
-        raise _invalid(
-            "filters", 'filters must be a JSON object, e.g. {"camera_ids": ["lobby-1"]}'
-        ) from None
+        raise _invalid(name, JSON_TEXTS[name]) from None
 
 
 def form_values(form: FormData) -> dict[str, Any]:
@@ -101,8 +103,8 @@ def form_values(form: FormData) -> dict[str, Any]:
             raise _invalid(name, f"send the form field '{name}' once")
         if not given:
             continue
-        if name == "filters":
-            values[name] = _filters(given[0])
+        if name in JSON_TEXTS:
+            values[name] = _json_field(name, given[0])
         else:
             values[name] = given[0] if name in TEXTS else _scalar(name, given[0])
     for name in LISTS:
@@ -195,6 +197,11 @@ IMAGE_SEARCH_REQUEST_BODY = {
                         {"type": "string"},
                         "The filters of /v1/search as one JSON object, e.g. "
                         '{"camera_ids": ["lobby-1"]}.',
+                    ),
+                    "weights": _field(
+                        {"type": "string"},
+                        "A parts index only: the part weights of /v1/search as one JSON object, "
+                        'e.g. {"global": 1, "fine": 2}.',
                     ),
                     "positive_ids": _field(
                         {

@@ -14,18 +14,25 @@ are found.
 
 The runtime (service/runtime.py) holds one searcher. Nothing here knows the runtime, so the two
 modules never import each other.
+
+Parts mode (a parts bundle over a parts index, bundle/parts_layout.py): a query is Q, weighted by
+the request's part weights (the bundle's defaults for names left out); one text-encoder call
+still serves the whole batch, since the weights only scale Q's blocks afterwards. Vectors here
+are in Q's units; the store holds G/√(1+M+K), so every store search sends Q·√(1+M+K), and a
+hit's score is S = ⟨G, Q⟩.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bundle.parts_layout import PartsWeightsError, check_weights
 from index.filters import GalleryFilter
 from index.gallery_store import GalleryStore
 from index.items import Hit
@@ -36,6 +43,8 @@ from service.settings import Settings
 
 if TYPE_CHECKING:
     from bundle.encoders import Bundle
+    from bundle.parts_encoder import PartsEncoder
+    from bundle.parts_layout import PartsLayout
 
 # unique_persons over-fetches images and keeps one per person; the GPU index caps k at 2048.
 MAX_FETCH = 2048
@@ -53,10 +62,50 @@ class Examples:
     alpha: float = DEFAULT_ALPHA
     beta: float = DEFAULT_BETA
     exclude: frozenset[str] = frozenset()
+    # Parts mode: the layout of the vectors and the part weights the examples' blocks get.
+    parts: PartsLayout | None = field(default=None, compare=False)
+    weights: Mapping[str, float] | None = field(default=None, compare=False)
 
     def vector(self, text: np.ndarray | None) -> np.ndarray:
         """The query vector for this text embedding (or none); raises QueryVectorError."""
-        return combine(text, self.positives, self.negatives, self.alpha, self.beta)
+        return combine(
+            text, self.positives, self.negatives, self.alpha, self.beta, self.parts, self.weights
+        )
+
+
+def parts_of(bundle: Bundle) -> PartsEncoder | None:
+    """The bundle's parts mode, if on (anything with encode_text serves as a global bundle)."""
+    return getattr(bundle, "parts", None)
+
+
+def part_weights(bundle: Bundle, weights: Mapping[str, float] | None) -> dict[str, float] | None:
+    """The weights a parts-mode query uses: the request's, the bundle's for names left out
+    (None in global mode)."""
+    parts = parts_of(bundle)
+    return None if parts is None else {**parts.weights, **(weights or {})}
+
+
+def request_weights(bundle: Bundle, weights: Mapping[str, float] | None) -> dict | None:
+    """A request's part weights checked against the served mode: PartsWeightsError (a
+    ValueError) names what is wrong, including weights sent to a global index."""
+    if weights is None:
+        return None
+    if parts_of(bundle) is None:
+        raise PartsWeightsError(
+            "weights apply to a parts index only; this service serves global vectors"
+        )
+    check_weights(part_weights(bundle, weights))
+    return dict(weights)
+
+
+def in_parts_mode(
+    examples: Examples | None, bundle: Bundle, weights: Mapping[str, float] | None
+) -> Examples | None:
+    """``examples`` told the parts layout and the query's weights (unchanged in global mode)."""
+    parts = parts_of(bundle)
+    if examples is None or parts is None:
+        return examples
+    return replace(examples, parts=parts.layout, weights=part_weights(bundle, weights))
 
 
 @dataclass(frozen=True)
@@ -65,6 +114,7 @@ class SearchQuery:
 
     text: str | None
     examples: Examples | None = None
+    weights: Mapping[str, float] | None = field(default=None, compare=False)  # parts mode
 
     @property
     def exclude(self) -> frozenset[str]:
@@ -77,6 +127,7 @@ class QueryJob:
     k: int
     where: GalleryFilter | None = None
     examples: Examples | None = None
+    weights: Mapping[str, float] | None = field(default=None, compare=False)  # parts mode
 
 
 @dataclass(frozen=True)
@@ -105,12 +156,18 @@ class BatchSearch:
     def __call__(self, jobs: list[QueryJob]) -> list[QueryAnswer]:
         started = time.perf_counter()
         texts = [job.text for job in jobs if job.text is not None]
-        encoded_texts = iter(self.bundle.encode_text(texts) if texts else ())
+        parts = parts_of(self.bundle)
+        if parts is None:
+            encoded_texts = iter(self.bundle.encode_text(texts) if texts else ())
+        else:  # unit blocks once for the batch; each job's weights applied below
+            encoded_texts = iter(parts.text_blocks(self.bundle.tokens(texts)) if texts else ())
         encoded = time.perf_counter()
         vectors: list[np.ndarray | None] = []
         errors: list[str | None] = []
         for job in jobs:
             text = next(encoded_texts) if job.text is not None else None
+            if parts is not None and text is not None:
+                text = parts.layout.weigh(text[None], part_weights(self.bundle, job.weights))[0]
             try:
                 vectors.append(job_vector(text, job.examples))
                 errors.append(None)
@@ -123,7 +180,7 @@ class BatchSearch:
             if not rows:
                 continue
             k = max(jobs[row].k for row in rows)
-            block = np.stack([vectors[row] for row in rows])  # type: ignore[misc]
+            block = to_store(self.bundle, np.stack([vectors[row] for row in rows]))  # type: ignore[misc]
             for row, hits in zip(rows, self.store.search(block, k, where), strict=True):
                 found[row] = hits[: jobs[row].k]
         if texts:
@@ -142,6 +199,12 @@ def job_vector(text: np.ndarray | None, examples: Examples | None) -> np.ndarray
     if text is None:
         raise QueryVectorError("nothing to search for: give a text or a positive example")
     return text
+
+
+def to_store(bundle: Bundle, vectors: np.ndarray) -> np.ndarray:
+    """Query rows as a store search takes them (parts mode: Q·√(1+M+K), see the docstring)."""
+    parts = parts_of(bundle)
+    return vectors if parts is None else parts.layout.query_to_store(vectors)
 
 
 def group_by_filter(jobs: Sequence[QueryJob]) -> dict[GalleryFilter | None, list[int]]:
@@ -226,7 +289,7 @@ class Searcher:
         base = min(MAX_FETCH, top_k * OVERFETCH) if unique_persons else top_k
         fetches = [min(MAX_FETCH, base + len(q.exclude)) for q in asked]
         jobs = [
-            QueryJob(q.text, fetch, where, q.examples)
+            QueryJob(q.text, fetch, where, q.examples, q.weights)
             for q, fetch in zip(asked, fetches, strict=True)
         ]
         answers = await self.batcher.submit(jobs)
@@ -248,9 +311,10 @@ class Searcher:
     def search_now(
         self, vectors: np.ndarray, k: int, where: GalleryFilter | None = None
     ) -> list[list[Hit]]:
-        """One store search outside the batcher (blocking: call it from a worker thread)."""
+        """One store search outside the batcher (blocking: call it from a worker thread);
+        ``vectors`` as the batcher's (parts mode: in Q's units)."""
         started = time.perf_counter()
-        hits = self.store.search(vectors, k, where)
+        hits = self.store.search(to_store(self.bundle, vectors), k, where)
         self.metrics.search.observe(time.perf_counter() - started)
         return hits
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from bundle.parts_layout import MAX_WEIGHT as MAX_PART_WEIGHT
 from index.filters import GalleryFilter
 from index.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, MAX_WEIGHT
 from service.metadata import (
@@ -229,6 +230,41 @@ def _examples_error(message: str) -> PydanticCustomError:
     return PydanticCustomError("invalid_examples", message)
 
 
+def _part_weight(name: str, alias: str | None = None) -> Any:
+    return Field(
+        default=None,
+        alias=alias,
+        ge=0.0,
+        le=MAX_PART_WEIGHT,
+        allow_inf_nan=False,
+        description=f"Weight of the {name} score (default: the bundle's, 1).",
+    )
+
+
+class PartWeights(BaseModel):
+    """Per-query weights of the part-level score S = w_g cos(g) + (w_c/M) Σ cos(c) +
+    (w_f/K) Σ cos(f) (a parts index only): names left out keep the bundle's defaults."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    global_: float | None = _part_weight("global embedding's", alias="global")
+    coarse: float | None = _part_weight("coarse parts' mean")
+    fine: float | None = _part_weight("fine parts' (stripes') mean")
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> PartWeights:
+        given = [v for v in (self.global_, self.coarse, self.fine) if v is not None]
+        if len(given) == 3 and not any(given):
+            raise PydanticCustomError(
+                "invalid_weights", "weights: at least one of global, coarse, fine must be > 0"
+            )
+        return self
+
+    def as_dict(self) -> dict[str, float]:
+        values = {"global": self.global_, "coarse": self.coarse, "fine": self.fine}
+        return {k: v for k, v in values.items() if v is not None}
+
+
 class SearchRequest(BaseModel):
     """A search by description, by example images, or both; /v1/search/image takes the same
     fields as form fields, next to an uploaded image (README, "Interactive search")."""
@@ -286,6 +322,11 @@ class SearchRequest(BaseModel):
         default=True,
         description="Leave the example images out of the results (k results still come back).",
     )
+    weights: PartWeights | None = Field(
+        default=None,
+        description="A parts index only (TPS_PARTS): the weights of the global, coarse and fine "
+        "scores for this query; scores are then S = <G, Q>. 422 on a global index.",
+    )
     suggest: bool = Field(
         default=False,
         description="Also return attribute phrases that would reorder the top results most "
@@ -328,6 +369,11 @@ class BatchSearchRequest(BaseModel):
     unique_persons: bool = False
     filters: SearchFilters | None = Field(
         default=None, description="Conditions every query's results must pass."
+    )
+    weights: PartWeights | None = Field(
+        default=None,
+        description="A parts index only (TPS_PARTS): the weights of the global, coarse and fine "
+        "scores for every query of the batch. 422 on a global index.",
     )
 
     @field_validator("queries")

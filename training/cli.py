@@ -65,20 +65,30 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from bundle.encoders import Bundle
+    from bundle.format import read_meta
     from training.data.formats import load_records
-    from training.evaluate import EvalSplit, evaluate_split
+    from training.evaluate import EvalSplit, evaluate_parts, evaluate_split
 
-    bundle = Bundle(args.bundle, device=args.device, runtime=default_runtime(args.runtime))
+    runtime = default_runtime(args.runtime)
+    # A parts bundle reports both scores (global-only and parts) side by side.
+    parts = "parts" in read_meta(args.bundle).extra and runtime == "torch"
+    bundle = Bundle(args.bundle, device=args.device, runtime=runtime, parts=parts)
     records = load_records(args.dataset, args.root, args.split)
-    metrics = evaluate_split(
-        EvalSplit.from_records(records),
-        lambda x: bundle.encode_images(x),
-        lambda texts: bundle.encode_text(texts),
-        bundle.preprocess,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        progress=not args.quiet,
-    )
+    split = EvalSplit.from_records(records)
+    if parts:
+        metrics: dict = evaluate_parts(
+            split, bundle, batch_size=args.batch_size, workers=args.workers, progress=not args.quiet
+        )
+    else:
+        metrics = evaluate_split(
+            split,
+            lambda x: bundle.encode_images(x),
+            lambda texts: bundle.encode_text(texts),
+            bundle.preprocess,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            progress=not args.quiet,
+        )
     metrics.update(
         split=args.split,
         dataset=args.dataset,
@@ -96,7 +106,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         if args.out is None:
             raise ValueError("--checkpoint needs --out (the bundle folder to write)")
-        out = export_bundle(args.checkpoint, args.out)
+        out = export_bundle(args.checkpoint, args.out, parts=args.parts)
     else:
         if args.out is not None:
             raise ValueError("--out goes with --checkpoint; --bundle exports in place")
@@ -167,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--checkpoint", type=Path, help="training checkpoint (with --out)")
     source.add_argument("--bundle", type=Path, help="an existing bundle: add ONNX graphs to it")
     export_p.add_argument("--out", type=Path, help="the bundle folder to write (--checkpoint)")
+    export_p.add_argument(
+        "--parts",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="carry the part head (parts-mode inference); default: the run's --parts-export",
+    )
     export_p.add_argument(
         "--onnx", action="store_true", help="also write text.onnx and image.onnx into the bundle"
     )

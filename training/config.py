@@ -11,7 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 LOSSES = ("cmpm", "sdm", "tgmim", "isgvfc", "triplet", "parts")
 # Changing these between runs does not change what is trained, so a resume may differ in them.
 RUN_ONLY_FIELDS = frozenset(
-    {"out", "resume", "accept_changes", "workers", "log_every", "max_minutes", "device"}
+    {
+        "out",
+        "resume",
+        "accept_changes",
+        "workers",
+        "log_every",
+        "max_minutes",
+        "device",
+        "parts_export",
+    }
 )
 
 
@@ -68,6 +77,9 @@ class TrainConfig(BaseModel):
     parts_margin_high: float = Field(0.3, ge=0, description="CMR margin for unlike parts")
     parts_global_id: bool = Field(False, description="also an identity loss on the global g")
     lambda_parts: float = 1.0
+    parts_export: bool = Field(
+        False, description="the bundle carries the part head for parts-mode inference (6x index)"
+    )
     text_attr_aug: float = Field(0.0, ge=0, le=1, description="P(keep only attribute words)")
     random_erasing: float = Field(0.0, ge=0, le=1)
     # optimisation
@@ -139,6 +151,8 @@ class TrainConfig(BaseModel):
                 "test numbers optimistic; pass --select-on-test true to do it on purpose "
                 "(the bundle records it)"
             )
+        if self.parts_export and not self.uses("parts"):
+            raise ValueError("parts_export needs the parts loss: add parts to losses")
         if self.parts_margin_low > self.parts_margin_high:
             raise ValueError("parts_margin_low must not exceed parts_margin_high")
         unknown = sorted(set(self.accept_changes) - set(type(self).model_fields))

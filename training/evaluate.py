@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -15,6 +16,9 @@ from tqdm import tqdm
 from bundle.images import ImageDecodeError, decode_file
 from training.data.records import Record
 from training.metrics import retrieval_metrics
+
+if TYPE_CHECKING:
+    from bundle.encoders import Bundle
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,7 @@ def _collate(batch: list[tuple[torch.Tensor | None, int]]) -> tuple[torch.Tensor
 
 
 @torch.no_grad()
-def evaluate_split(
+def encode_split(
     split: EvalSplit,
     encode_images: ImageEncoder,
     encode_texts: TextEncoder,
@@ -77,8 +81,8 @@ def evaluate_split(
     batch_size: int = 64,
     workers: int = 0,
     progress: bool = True,
-) -> dict[str, float]:
-    """Metrics in percent; encoders return one row per input (normalised here anyway)."""
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(gallery rows, query rows, positions of the decodable images) as the encoders give them."""
     loader = DataLoader(
         _Images(split.image_paths, transform),
         batch_size=batch_size,
@@ -90,7 +94,6 @@ def evaluate_split(
         if images is not None:
             feats.append(torch.as_tensor(encode_images(images)).float().cpu())
             kept.extend(idx)
-    gallery = torch.nn.functional.normalize(torch.cat(feats), dim=-1)
     queries = []
     for start in tqdm(
         range(0, len(split.captions), batch_size),
@@ -100,12 +103,68 @@ def evaluate_split(
     ):
         chunk = split.captions[start : start + batch_size]
         queries.append(torch.as_tensor(encode_texts(chunk)).float().cpu())
-    query = torch.nn.functional.normalize(torch.cat(queries), dim=-1)
+    return torch.cat(feats), torch.cat(queries), kept
+
+
+def _metrics(split: EvalSplit, scores: torch.Tensor, kept: list[int]) -> dict[str, float]:
     metrics = retrieval_metrics(
-        query @ gallery.T,
+        scores,
         torch.tensor(split.caption_pids),
         torch.tensor([split.image_pids[i] for i in kept]),
     )
     metrics["gallery_images"] = len(kept)
     metrics["skipped_images"] = len(split.image_paths) - len(kept)
     return metrics
+
+
+@torch.no_grad()
+def evaluate_split(
+    split: EvalSplit,
+    encode_images: ImageEncoder,
+    encode_texts: TextEncoder,
+    transform: Callable[[Image.Image], torch.Tensor],
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Metrics in percent; encoders return one row per input (normalised here anyway)."""
+    gallery, query, kept = encode_split(
+        split, encode_images, encode_texts, transform, batch_size, workers, progress
+    )
+    gallery = torch.nn.functional.normalize(gallery, dim=-1)
+    query = torch.nn.functional.normalize(query, dim=-1)
+    return _metrics(split, query @ gallery.T, kept)
+
+
+@torch.no_grad()
+def evaluate_parts(
+    split: EvalSplit,
+    bundle: Bundle,
+    weights: dict[str, float] | None = None,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: bool = True,
+) -> dict[str, dict[str, float]]:
+    """A parts-mode bundle's metrics twice from one encoding: ``global`` (the 512-d g alone, what
+    a global-only index ranks by) and ``parts`` (S = ⟨G, Q⟩ with ``weights``, default the
+    bundle's). Neither side is renormalised: S is the score docs/parts.md defines."""
+    parts = bundle.parts
+    if parts is None:
+        raise ValueError("evaluate_parts needs a bundle opened with parts=True")
+    gallery, blocks, kept = encode_split(
+        split,
+        bundle.encode_images,
+        lambda texts: parts.text_blocks(bundle.tokens(texts)),
+        bundle.preprocess,
+        batch_size,
+        workers,
+        progress,
+    )
+    g = parts.layout.global_dim
+    query = torch.from_numpy(
+        parts.layout.weigh(blocks.numpy(), {**parts.weights, **(weights or {})})
+    )
+    return {
+        "global": _metrics(split, blocks[:, :g] @ gallery[:, :g].T, kept),
+        "parts": _metrics(split, query @ gallery.T, kept),
+    }

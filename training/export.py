@@ -14,6 +14,8 @@ import torch
 
 from bundle.format import preprocess_cfg, write_bundle
 from bundle.openclip_import import import_open_clip
+from bundle.parts_encoder import parts_config
+from bundle.parts_head import PartsHead
 from training.checkpoint import load_checkpoint
 from training.model.towers import TowerSpec, build_towers
 
@@ -22,9 +24,15 @@ CHECK_IDS = 250
 
 
 def write_towers(
-    clip: torch.nn.Module, model_cfg: dict, spec: TowerSpec, out_dir: Path, extra: dict
+    clip: torch.nn.Module,
+    model_cfg: dict,
+    spec: TowerSpec,
+    out_dir: Path,
+    extra: dict,
+    parts: PartsHead | None = None,
 ) -> Path:
-    """Write open_clip towers as a bundle with the OpenAI normalisation the recipe trains with."""
+    """Write open_clip towers as a bundle with the OpenAI normalisation the recipe trains with;
+    with ``parts`` a parts bundle that also carries the part head (never its classifiers)."""
     open_clip = import_open_clip()
     write_bundle(
         out_dir,
@@ -37,20 +45,36 @@ def write_towers(
         ),
         model_name=spec.model,
         extra=extra,
+        parts=None if parts is None else (parts.state_dict(), parts_config(parts)),
     )
     return Path(out_dir)
 
 
-def export_untrained(out_dir: Path, model: str = "tiny", seed: int = 0) -> Path:
-    """A randomly initialised bundle: the untrained baseline, and a fixture for tests."""
+def export_untrained(
+    out_dir: Path, model: str = "tiny", seed: int = 0, parts: dict | None = None
+) -> Path:
+    """A randomly initialised bundle: the untrained baseline, and a fixture for tests.
+
+    ``parts``: PartsHead keyword arguments (width, embed_dim, coarse_tokens, stripes, …) to make
+    it a parts bundle with a random head."""
     torch.manual_seed(seed)
     spec = TowerSpec(model)
     clip, model_cfg = build_towers(spec)
-    return write_towers(clip, model_cfg, spec, out_dir, {"selected_on": "untrained", "losses": []})
+    head = None
+    if parts is not None:
+        grid = tuple(int(g) for g in clip.visual.grid_size)
+        head = PartsHead(clip.visual.transformer.width, clip.transformer.width, grid, **parts)
+    extra = {"selected_on": "untrained", "losses": []}
+    return write_towers(clip, model_cfg, spec, out_dir, extra, head)
 
 
-def export_bundle(checkpoint: Path, out_dir: Path, selected_on: str | None = None) -> Path:
-    """Write ``out_dir`` from a training checkpoint (``best.pt`` or ``last.pt``) and return it."""
+def export_bundle(
+    checkpoint: Path, out_dir: Path, selected_on: str | None = None, parts: bool | None = None
+) -> Path:
+    """Write ``out_dir`` from a training checkpoint (``best.pt`` or ``last.pt``) and return it.
+
+    ``parts``: carry the part head (default: the run's ``parts_export``); the checkpoint must
+    come from a run with the parts loss."""
     state = load_checkpoint(checkpoint)
     spec_fields = dict(state["spec"])
     spec_fields["pretrained"] = "none"  # the checkpoint holds the weights; nothing to download
@@ -75,7 +99,29 @@ def export_bundle(checkpoint: Path, out_dir: Path, selected_on: str | None = Non
         "step": state["step"],
         "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    return write_towers(clip, state["model_cfg"], spec, out_dir, extra)
+    head = None
+    if config.get("parts_export", False) if parts is None else parts:
+        head = _parts_head(config, state["model"], clip)
+    return write_towers(clip, state["model_cfg"], spec, out_dir, extra, head)
+
+
+def _parts_head(config: dict, model_state: dict, clip: torch.nn.Module) -> PartsHead:
+    """The trained part head of a checkpoint, rebuilt from the run's config."""
+    weights = {k[len("parts.") :]: v for k, v in model_state.items() if k.startswith("parts.")}
+    if not weights:
+        raise ValueError("the checkpoint has no part head: train with the parts loss to export it")
+    head = PartsHead(
+        clip.visual.transformer.width,
+        clip.transformer.width,
+        tuple(int(g) for g in clip.visual.grid_size),
+        width=config["parts_width"],
+        embed_dim=config["parts_dim"],
+        coarse_tokens=config["parts_tokens"],
+        stripes=config["parts_stripes"],
+        pool=config["parts_pool"],
+    )
+    head.load_state_dict(weights)
+    return head
 
 
 def check_set(root: Path | None, work: Path) -> tuple[list[str], list[Path]]:
