@@ -14,7 +14,7 @@ FAISS ?= cpu
 DEMO_MINUTES ?= 6
 
 .PHONY: install lint test demo data contact-sheet train index serve bench accuracy \
-	browser clean
+	browser clean device-wheels
 
 # Idempotent: the stamp (one per FAISS flavour) changes only when pyproject.toml does. torch is
 # pinned in the same command so no resolver step can swap in a multi-GB CUDA build. faiss-cpu and
@@ -54,9 +54,12 @@ index: install
 	$(PY) -m index build --bundle $(RUN)/bundle --dataset cuhk-pedes --root $(DATA) \
 		--split test --out $(INDEX)
 
+# The local demo: reads open to anyone on this machine (TPS_OPEN_READS, honoured on a loopback
+# HOST only; the server refuses it elsewhere), uploads and the audit trail with the admin key.
 serve: install
+	@echo "Reads are OPEN to anyone on this machine (TPS_OPEN_READS=true on $(HOST)); uploads, deletes and /v1/audit need the key '$${TPS_API_KEY:-demo-key}'."
 	TPS_BUNDLE=$(RUN)/bundle TPS_INDEX_DIR=$(INDEX) TPS_API_KEY=$${TPS_API_KEY:-demo-key} \
-		$(PY) -m service --host $(HOST) --port $(PORT)
+		TPS_OPEN_READS=true $(PY) -m service --host $(HOST) --port $(PORT)
 
 demo: contact-sheet train index
 	@echo "Search page: http://$(HOST):$(PORT)/  (gallery uploads use the API key 'demo-key')"
@@ -71,6 +74,13 @@ bench: install
 
 accuracy: install
 	$(PY) -m bench.accuracy --ablation --out out/bench
+
+# Wheels for bench/device_check.sh on a GPU machine's Python 3.12 (that machine has no registry).
+DEVICE_PLATFORMS := $(foreach p,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 \
+	manylinux1,--platform $(p)_x86_64)
+device-wheels: install
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp $(DEVICE_PLATFORMS) -d .whl -r bench/device_wheels.txt
 
 # Debian's Chromium for the browser test (Playwright drives the system binary).
 browser:
@@ -108,7 +118,7 @@ DEVICE ?= cpu
 DOCKER_IMAGE ?= person-search
 NPROC_PER_NODE ?= 1
 ARGS ?=
-DOCKER_DIRS := data weights runs bundles indexes uploads
+DOCKER_DIRS := data weights runs bundles indexes uploads keys audit
 COMPOSE := PERSON_SEARCH_IMAGE=$(DOCKER_IMAGE) HOST_UID=$$(id -u) HOST_GID=$$(id -g) \
 	docker compose -f docker/compose.yaml $(if $(filter cuda,$(DEVICE)),-f docker/compose.gpu.yaml)
 

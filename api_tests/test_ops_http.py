@@ -59,3 +59,9 @@ def test_an_index_from_another_model_stops_the_server(tmp_path: Path, trained_bu
     code = service.proc.wait(timeout=120)
     assert code == 1
     assert "not built by the model being served" in service.logs()
+
+
+def test_open_reads_are_announced_at_start(server: ServiceProcess) -> None:
+    """The shared server runs as the demo does: reads open on 127.0.0.1, said in the log."""
+    log = server.log_path.read_text(errors="replace")
+    assert "reads are OPEN: anyone on this machine can search" in log

@@ -55,12 +55,20 @@ def batch_stats(metrics_text: str) -> tuple[float, float]:
     return (total[0][1] if total else 0.0), (count[0][1] if count else 0.0)
 
 
-async def drive(url: str, queries: list[str], clients: int, requests: int, max_s: float) -> dict:
+async def drive(
+    url: str,
+    queries: list[str],
+    clients: int,
+    requests: int,
+    max_s: float,
+    headers: dict[str, str] | None = None,
+) -> dict:
+    """``headers`` go with every request (an API key, for a server without open reads)."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     next_request = 0
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits, headers=headers) as http:
         scrape = (await http.get("/metrics")).text
         before, buckets_before = batch_stats(scrape), server_buckets(scrape)
         started = time.perf_counter()

@@ -2,6 +2,7 @@
 
     python -m bench.service [--model tiny|ViT-B-16] [--runtime torch onnx onnx-int8] [--quick]
                             [--bundle B [--index I]] [--out DIR] [--requests N] [--max-seconds S]
+                            [--audit-only]
 
 Every runtime is measured against the baseline measured in the same run: the full-context torch
 fp32 path (``TPS_RUNTIME=torch TPS_TRIM_TEXT=false``, every caption padded to the context, as
@@ -17,6 +18,9 @@ Without --index it builds a synthetic gallery (the test split of a synthetic set
 random unit vectors to --gallery-size) with a random-init bundle of --model (or --bundle), and
 exports the ONNX graphs the runtimes need. Queries are the synthetic captions. Prints JSON and
 writes DIR/service.json. ``--quick``: tiny model, small gallery, short levels (``make bench``).
+
+``audit`` in the output: search QPS and p50 at 1 and 32 clients with the audit trail on and off
+(trimmed torch, batching on, a key on every request); ``--audit-only`` measures just that.
 """
 
 from __future__ import annotations
@@ -41,9 +45,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from bench.http_load import drive, percentile
-from support.server import ServiceProcess, service_env
+from support.server import API_KEY, ServiceProcess, service_env
 
 CONCURRENCY = (1, 8, 32)
+AUDIT_CONCURRENCY = (1, 32)
+# (label, audit on, synchronous mode): the default (full), off, normal, and the default again.
+AUDIT_RUNS = (
+    ("audit_on", True, "full"),
+    ("audit_off", False, "full"),
+    ("audit_on_sync_normal", True, "normal"),
+    ("audit_on_again", True, "full"),
+)
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 BASELINE = "torch-full-context"
 BASELINE_AGAIN = "torch-full-context-again"
@@ -221,6 +233,55 @@ def serve_and_drive(
         server.stop()
 
 
+def audit_cost(
+    bundle_dir: Path, index_dir: Path, work: Path, queries: list[str], args: argparse.Namespace
+) -> dict:
+    """Search QPS with the audit trail on (fsync per commit, the default), off, and on with
+    synchronous=normal (trimmed torch, batching on), every request with a key as a deployed
+    server needs; the default runs first and again last, since load on a shared machine drifts.
+    Each acknowledged search waits for its entry's commit (group commit)."""
+    runs: dict[str, list[dict]] = {}
+    for label, on, sync in AUDIT_RUNS[:2] if args.quick else AUDIT_RUNS:  # quick: on and off
+        env = service_env(
+            bundle_dir,
+            index_dir,
+            TPS_OPEN_READS="false",
+            TPS_AUDIT=str(on).lower(),
+            TPS_AUDIT_SYNC=sync,
+            TPS_AUDIT_DB=str(work / f"{label}.sqlite"),  # never into a given index's folder
+            TPS_LOG_LEVEL="warning",
+            TPS_INDEX_REFRESH_S="0",
+            **config("torch"),
+        )
+        server = ServiceProcess(env, work / f"service-{label}.log").start().wait_ready(600)
+        key = {"X-API-Key": API_KEY}
+        try:
+            levels = []
+            for clients in AUDIT_CONCURRENCY:
+                warm = min(4 * clients, args.requests)
+                asyncio.run(drive(server.url, queries, clients, warm, args.max_seconds, key))
+                level = drive(server.url, queries, clients, args.requests, args.max_seconds, key)
+                levels.append(asyncio.run(level))
+            runs[label] = levels
+        finally:
+            server.stop()
+    ratios = {}
+    for i, clients in enumerate(AUDIT_CONCURRENCY):
+        on = [runs[k][i] for k in ("audit_on", "audit_on_again") if k in runs]
+        best = max(on, key=lambda r: r["qps"])
+        off, normal = runs["audit_off"][i], runs.get("audit_on_sync_normal", [None] * 2)[i]
+        ratios[f"{clients}_clients"] = {
+            "qps_on": best["qps"],
+            "qps_on_sync_normal": normal["qps"] if normal else None,
+            "qps_off": off["qps"],
+            "on_over_off": round(best["qps"] / off["qps"], 3) if off["qps"] else None,
+            "p50_ms_on": best["p50_ms"],
+            "p50_ms_on_sync_normal": normal["p50_ms"] if normal else None,
+            "p50_ms_off": off["p50_ms"],
+        }
+    return {"runs": runs, "summary": ratios}
+
+
 def agreement(got: list[list[str]], want: list[list[str]]) -> dict:
     same = sum(g == w for g, w in zip(got, want, strict=True))
     overlap = [len(set(g) & set(w)) / max(len(w), 1) for g, w in zip(got, want, strict=True)]
@@ -273,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=600, help="requests per level (max)")
     parser.add_argument("--max-seconds", type=float, default=15.0, help="time per level (max)")
     parser.add_argument("--quick", action="store_true", help="tiny model, small and short")
+    parser.add_argument(
+        "--audit-only", action="store_true", help="only the audit trail's cost (on vs off)"
+    )
     args = parser.parse_args(argv)
     if args.index is not None and args.bundle is None:
         parser.error("--index needs --bundle")
@@ -293,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
                 work, args.gallery_size, args.model, args.bundle
             )
             source = f"synthetic test split + random padding, random-init {args.model} bundle"
+        audit = audit_cost(bundle_dir, index_dir, work, queries, args)
+        if args.audit_only:
+            return _report({"bench": "service", "gallery": source, "audit": audit}, args.out)
         export = ensure_onnx(bundle_dir, args.runtime, work)
         n = 20 if args.quick else 100
         # The baseline runs first and again last, and each configuration's in-process figure is
@@ -335,12 +402,17 @@ def main(argv: list[str] | None = None) -> int:
             name: summary(name, http[name], http[best_base], ranks[name], reference[name])
             for name in args.runtime
         },
+        "audit": audit,
     }
+    return _report(result, args.out)
+
+
+def _report(result: dict, out: Path | None) -> int:
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "service.json").write_text(text + "\n")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "service.json").write_text(text + "\n")
     return 0
 
 

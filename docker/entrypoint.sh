@@ -13,6 +13,9 @@ jobs:
   evaluate ARGS... python -m training evaluate ARGS
   export ARGS...   python -m training export ARGS
   index ARGS...    python -m index ARGS (build, add, remove, info, search, rebuild, migrate)
+  keys ARGS...     python -m service keys ARGS (create, list, revoke): the API's keys
+  audit ARGS...    python -m service audit ARGS (export): the audit trail
+  retention ARGS.. python -m service retention ARGS: remove images past TPS_RETENTION_DAYS
   help             this message
 
 Each job's --help lists its arguments, e.g. `train --help`, `index build --help`.
@@ -48,6 +51,9 @@ case "$job" in
         ;;
     index)
         exec python -m index "$@"
+        ;;
+    keys | audit | retention)
+        exec python -m service "$job" "$@"
         ;;
     help | -h | --help)
         usage

@@ -1,7 +1,11 @@
 """``python -m service [--host H] [--port P]``: serve the search API and page with uvicorn.
 
 Configuration comes from ``TPS_*`` environment variables (see service/settings.py); the flags
-override host, port and log level only.
+override host, port and log level only. ``python -m service keys|audit|retention ...`` manage
+keys, export the audit trail and run retention (service/keys_cli.py, audit_cli.py,
+retention_cli.py).
+
+The server refuses to start on a non-loopback address with no keys, or with open reads.
 """
 
 from __future__ import annotations
@@ -20,8 +24,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import uvicorn
 from pydantic import ValidationError
 
+from bundle.cli import EXIT_BAD_INPUT
 from service.app import create_app
+from service.audit_cli import main as audit_main
+from service.keys_cli import main as keys_main
+from service.retention_cli import main as retention_main
+from service.security import exposure_problem
 from service.settings import Settings
+
+COMMANDS = {"keys": keys_main, "audit": audit_main, "retention": retention_main}
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -30,7 +41,7 @@ def log_config(level: str) -> dict:
     """One readable line per event for our loggers and uvicorn's (access lines included).
     Libraries stay at WARNING: open_clip reports every loading step at INFO on the root logger."""
     handler = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
-    ours = ("service", "index", "uvicorn", "uvicorn.error", "uvicorn.access")
+    ours = ("service", "index", "uvicorn", "uvicorn.error")
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -50,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m service",
         description="Serve the text-to-person search API and page. Configuration comes from "
         "TPS_* environment variables (TPS_BUNDLE, and TPS_STORE or TPS_INDEX_DIR, are required).",
+        epilog="Other commands: `python -m service keys create|list|revoke` (API keys), "
+        "`python -m service audit export` (the audit trail), `python -m service retention` "
+        "(remove images past TPS_RETENTION_DAYS); each answers --help.",
     )
     parser.add_argument("--host", help="address to listen on (default: TPS_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: TPS_PORT or 8000)")
@@ -70,9 +84,16 @@ def _settings_or_exit(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
     args = parse_args(argv)
     settings = _settings_or_exit(args)
     app = create_app(settings)
+    problem = exposure_problem(settings, app.state.keys)
+    if problem is not None:  # before binding: nothing listens on an address it may not open
+        print(f"python -m service: error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -80,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         log_config=log_config(settings.log_level),
         proxy_headers=False,
         server_header=False,
+        access_log=False,  # service/middleware.py logs each request with the caller's key name
     )
     server = uvicorn.Server(config)
     failure: list[str] = []
@@ -89,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         server.should_exit = True
 
     app.state.loader.on_fatal = on_fatal
+    if settings.open_reads:
+        logging.getLogger("service").warning(
+            "reads are OPEN: anyone on this machine can search and view every gallery image "
+            "without a key (TPS_OPEN_READS=true, bound to %s)",
+            settings.host,
+        )
     server.run()
     if failure:
         logging.getLogger("service").error("exiting: %s", failure[0])

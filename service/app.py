@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -16,21 +17,27 @@ from prometheus_client import CollectorRegistry
 from starlette.types import Scope
 
 from index.errors import IndexStoreError
+from service.audit import AuditLog
+from service.keys import KeyRing
 from service.loader import Loader, close_runtime
 from service.metrics import Metrics
-from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.middleware import AccessLogMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from service.openapi import install_openapi
-from service.routes import gallery, health, page, search
+from service.retention import cutoff_for, sweep
+from service.routes import audit, gallery, health, page, search
 from service.routes.page import STATIC_DIR
 from service.settings import Settings
+from service.validation_errors import validation_error
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Describe a person in plain words and get the matching gallery images, best first.
 
-Reads (search, gallery images) are open unless `TPS_READ_REQUIRES_KEY` is set; writes (upload,
-delete) need the `X-API-Key` header. `/readyz` turns 200 once the model and the index are
+Every route but `/healthz`, `/readyz` and the page needs a key in the `X-API-Key` header: a
+`reader` key searches and views images, a `writer` key also uploads and deletes, an `admin` key
+also reads the audit trail (`/v1/audit`) and runs retention. Searches, image views, uploads and
+deletes are recorded in the audit trail. `/readyz` turns 200 once the model and the index are
 loaded and warmed.
 """
 
@@ -41,12 +48,25 @@ UPLOAD_PATHS = frozenset({"/v1/gallery", "/v1/search/image"})
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     loader: Loader = app.state.loader
+    settings: Settings = app.state.settings
 
     async def load() -> None:
         runtime = await loader.load()
+        if runtime is None:
+            return
+        # Opened once the store is (its default place is the image folder): every audited
+        # route needs the runtime, so none can run before the trail is open.
+        if settings.audit:
+            app.state.audit = await asyncio.to_thread(
+                AuditLog, settings.audit_path, settings.audit_sync
+            )
         app.state.runtime = runtime
-        if runtime is not None and runtime.settings.index_refresh_s > 0:
-            await _refresh_loop(app, runtime.settings.index_refresh_s)
+        loops = []
+        if runtime.settings.index_refresh_s > 0:
+            loops.append(_refresh_loop(app, runtime.settings.index_refresh_s))
+        if settings.retention_days is not None or settings.audit_retention_days is not None:
+            loops.append(_retention_loop(app, settings.retention_interval_s))
+        await asyncio.gather(*loops)
 
     task = asyncio.create_task(load(), name="load-runtime")
     try:
@@ -59,6 +79,38 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await task
         if runtime is not None:
             await close_runtime(runtime)
+        trail, app.state.audit = app.state.audit, None
+        if trail is not None:
+            await asyncio.to_thread(trail.close)
+
+
+async def _retention_loop(app: FastAPI, every_s: float) -> None:
+    """Sweep at start and every ``every_s``: gallery images past TPS_RETENTION_DAYS, audit
+    entries past TPS_AUDIT_RETENTION_DAYS. A failed sweep is logged and tried again next time."""
+    settings: Settings = app.state.settings
+    while True:
+        runtime = app.state.runtime
+        if runtime is None:
+            return
+        trail: AuditLog | None = app.state.audit
+        try:
+            if settings.retention_days is not None:
+                async with runtime.write_lock:
+                    outcome = await asyncio.to_thread(
+                        sweep,
+                        runtime.store,
+                        runtime.images,
+                        cutoff_for(settings.retention_days),
+                        trail=trail,
+                    )
+                if outcome.removed:
+                    log.info("retention removed %d images", len(outcome.removed))
+            if trail is not None and settings.audit_retention_days is not None:
+                cutoff = cutoff_for(settings.audit_retention_days)
+                await asyncio.to_thread(trail.sweep, cutoff, "retention")
+        except Exception:
+            log.exception("retention sweep failed (tried again in %g s)", every_s)
+        await asyncio.sleep(every_s)
 
 
 async def _refresh_loop(app: FastAPI, every_s: float) -> None:
@@ -134,14 +186,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.loader = Loader(settings, metrics)
     app.state.runtime = None
+    app.state.keys = KeyRing(settings.keys_file)  # re-read on change: revocation needs no restart
+    app.state.audit = None  # opened when the app starts (service/audit.py)
 
-    routers = [module.router for module in (search, gallery, health, page)]
+    routers = [module.router for module in (search, gallery, audit, health, page)]
     for router in routers:
         app.include_router(router)
     api_routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
     app.add_exception_handler(405, _method_not_allowed(api_routes))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(IndexStoreError, _index_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     install_openapi(app, settings)
 
     def body_limit(scope: Scope) -> int:
@@ -158,5 +213,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "X-API-Key"],
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(AccessLogMiddleware)
     _bind_gauges(app, metrics)
     return app

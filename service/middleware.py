@@ -1,7 +1,8 @@
-"""ASGI middleware: request-body size limits and per-route request metrics."""
+"""ASGI middleware: request-body size limits, per-route request metrics, the access log."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -101,3 +102,44 @@ class MetricsMiddleware:
             elapsed = time.perf_counter() - started
             self.metrics.latency.labels(method=method, route=name).observe(elapsed)
             self.metrics.requests.labels(method=method, route=name, status=str(status)).inc()
+
+
+access_log = logging.getLogger("service.access")
+
+
+class AccessLogMiddleware:
+    """One line per request with the caller's key name (uvicorn's own access log cannot know
+    it): ``client "METHOD path HTTP/1.1" status key=NAME ms``. The query string is left out, so no
+    search text or key ever reaches the log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def watch_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch_send)
+        finally:
+            principal = scope.get("state", {}).get("principal")
+            client = scope.get("client") or ("-", 0)
+            access_log.info(
+                '%s "%s %s HTTP/%s" %d key=%s %.1fms',
+                client[0],
+                scope.get("method", ""),
+                scope.get("path", ""),
+                scope.get("http_version", "1.1"),
+                status,
+                principal.name if principal is not None else "-",
+                (time.perf_counter() - started) * 1000.0,
+            )

@@ -2,8 +2,9 @@
 
 FastAPI generates the document from the routes and models, which cannot know the limits and the
 access rule that come from the settings (the longest query, the largest top_k, whether reads need
-the key). Written into the document here, it describes what this server accepts and answers, so
-a client (or a fuzzer) that follows it is never refused for something it did not say.
+a key: they do unless TPS_OPEN_READS). Written into the document here, it describes what this
+server accepts and answers, so a client (or a fuzzer) that follows it is never refused for
+something it did not say.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from service.security import READ_KEY_SCHEME
 from service.settings import Settings
 
 _KEY_ERRORS = {
-    "401": "Missing or wrong API key (the server sets TPS_READ_REQUIRES_KEY).",
-    "403": "Reads need a key but none is configured on the server.",
+    "401": "Missing, unknown or revoked API key.",
+    "403": "The key's role may not do this.",
 }
 
 

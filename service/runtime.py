@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -21,8 +21,12 @@ import numpy as np
 import torch
 
 from bundle.encoders import Bundle
-from bundle.format import BundleError, read_meta
-from index.errors import IndexMismatchError, IndexStoreError
+from bundle.format import BundleError, BundleMeta, read_meta
+from bundle.parts_encoder import check_parts_runtime, layout_of
+from bundle.parts_layout import PartsLayout
+from bundle.runtimes import runtime_precision
+from index.encoding import Encoding
+from index.errors import EncodingMismatchError, IndexMismatchError, IndexStoreError
 from index.gallery_store import GalleryStore
 from index.items import ItemMeta
 from index.stores import create_store, open_store
@@ -71,7 +75,12 @@ class Runtime:
             for i in range(0, len(tensors), batch)
         ]
         self.metrics.encode.labels(kind="image").observe(time.perf_counter() - started)
-        return np.concatenate(parts, axis=0) if parts else np.zeros((0, self.bundle.dim), "f4")
+        vectors = np.concatenate(parts, axis=0) if parts else np.zeros((0, self.bundle.dim), "f4")
+        if self.bundle.parts is not None:
+            # As the store holds them (G/√(1+M+K), unit rows); as query examples only each
+            # block's direction counts (index/query_vector.py).
+            vectors = self.bundle.parts.layout.to_store(vectors)
+        return vectors
 
 
 def _load_bundle(settings: Settings) -> Bundle:
@@ -81,6 +90,8 @@ def _load_bundle(settings: Settings) -> Bundle:
             device=settings.device,
             runtime=settings.runtime,
             trim_text=settings.trim_text,
+            precision=settings.precision,
+            parts=settings.parts,
         )
     except BundleError as err:
         raise StartupError(
@@ -89,28 +100,82 @@ def _load_bundle(settings: Settings) -> Bundle:
         ) from None
 
 
-def _open_store(settings: Settings, fingerprint: str, dim: int) -> GalleryStore:
+def _expected_encoding(settings: Settings) -> Encoding:
+    """How the configured runtime will encode queries, known before its weights load."""
+    try:
+        precision = runtime_precision(settings.runtime, settings.device, settings.precision)
+    except BundleError as err:
+        raise StartupError(
+            f"TPS_RUNTIME={settings.runtime}, TPS_DEVICE={settings.device}, "
+            f"TPS_PRECISION={settings.precision}: {err}"
+        ) from None
+    return Encoding(precision)
+
+
+def _parts_layout(settings: Settings, meta: BundleMeta) -> PartsLayout:
+    try:
+        check_parts_runtime(settings.runtime)
+        return layout_of(meta)
+    except BundleError as err:
+        raise StartupError(f"TPS_PARTS=true, TPS_BUNDLE={settings.bundle}: {err}") from None
+
+
+def _parts_hint(settings: Settings, meta: BundleMeta) -> str:
+    """A parts bundle serves either mode: say which setting serves the other one."""
+    if "parts" not in meta.extra:
+        return ""
+    other = "false" if settings.parts else "true"
+    mode = "global" if settings.parts else "parts"
+    return f" (if the gallery was built in {mode} mode, set TPS_PARTS={other})"
+
+
+def _gpu_options(settings: Settings) -> dict[str, object]:
+    """Where a FAISS index's GPU copy goes: the encoder's GPU (0 when it encodes on the CPU),
+    or sharded over all of them when TPS_INDEX_GPU_SHARDS is on."""
+    encodes_on_gpu = settings.device != "cpu" and torch.cuda.is_available()
+    index = torch.cuda.current_device() if encodes_on_gpu else 0
+    return {"gpu_device": index, "gpu_shards": settings.index_gpu_shards}
+
+
+def _open_store(
+    settings: Settings, fingerprint: str, dim: int, encoding: Encoding | None = None
+) -> GalleryStore:
     where = settings.store_setting
     spec = settings.store_spec
     if settings.store_kind == "faiss" and not Path(spec).exists():
         if settings.create_store:
-            return _create(settings, fingerprint, dim)
+            return _create(settings, fingerprint, dim, encoding=encoding)
         raise StartupError(
             f"no index at {where}; build one with `python -m index build --bundle "
             f"{settings.bundle} ... --out {spec}` (or set TPS_CREATE_STORE=true for an empty one)"
         )
     try:
-        return open_store(spec, fingerprint=fingerprint, dim=dim, use_gpu=settings.index_gpu)
+        return open_store(
+            spec,
+            fingerprint=fingerprint,
+            dim=dim,
+            use_gpu=settings.index_gpu,
+            encoding=encoding,
+            **_gpu_options(settings),
+        )
+    except EncodingMismatchError as err:
+        raise StartupError(
+            f"the gallery store ({where}) cannot be served as set up: {err}"
+        ) from None
     except IndexMismatchError as err:
         raise _mismatch(settings, fingerprint, dim, err) from None
     except IndexStoreError as err:
         if settings.create_store and settings.store_kind != "faiss":
-            return _create(settings, fingerprint, dim, opening_failed=err)
+            return _create(settings, fingerprint, dim, opening_failed=err, encoding=encoding)
         raise StartupError(f"cannot open the gallery store ({where}): {err}") from None
 
 
 def _create(
-    settings: Settings, fingerprint: str, dim: int, opening_failed: Exception | None = None
+    settings: Settings,
+    fingerprint: str,
+    dim: int,
+    opening_failed: Exception | None = None,
+    encoding: Encoding | None = None,
 ) -> GalleryStore:
     """An empty store for the served bundle. Replicas starting together may race to create
     one Milvus collection: whoever loses opens the winner's (and its checks still apply)."""
@@ -122,12 +187,23 @@ def _create(
             dim,
             kind=settings.create_store_kind,
             use_gpu=settings.index_gpu,
+            encoding=encoding,
+            **_gpu_options(settings),
         )
     except IndexStoreError as err:
         if opening_failed is None:
             raise StartupError(f"cannot create the gallery store ({where}): {err}") from None
         try:
-            return open_store(settings.store_spec, fingerprint, dim, settings.index_gpu)
+            return open_store(
+                settings.store_spec,
+                fingerprint,
+                dim,
+                settings.index_gpu,
+                encoding=encoding,
+                **_gpu_options(settings),
+            )
+        except EncodingMismatchError as again:
+            raise StartupError(f"the gallery store ({where}): {again}") from None
         except IndexMismatchError as again:
             raise _mismatch(settings, fingerprint, dim, again) from None
         except IndexStoreError as again:
@@ -155,7 +231,15 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             f"cannot read the bundle (TPS_BUNDLE={settings.bundle}): {err}"
         ) from None
     # Cheap check first: a mismatched store fails in milliseconds, not after loading weights.
-    store = _open_store(settings, meta.fingerprint, meta.embed_dim)
+    encoding = _expected_encoding(settings)
+    dim = meta.embed_dim
+    if settings.parts:  # TPS_PARTS: the parts layout, recorded in the store and checked
+        layout = _parts_layout(settings, meta)
+        encoding, dim = replace(encoding, layout=layout.name), layout.dim
+    try:
+        store = _open_store(settings, meta.fingerprint, dim, encoding)
+    except StartupError as err:
+        raise StartupError(f"{err}{_parts_hint(settings, meta)}") from None
     try:
         bundle = _load_bundle(settings)
     except BaseException:

@@ -1,13 +1,25 @@
-"""API-key checks: writes always need the key, reads only when ``read_requires_key`` is set."""
+"""Who may do what: every route but the probes and the page needs a key of a role.
+
+Roles (service/keys.py): ``reader`` searches and views images, ``writer`` also uploads and
+deletes, ``admin`` also reads the audit trail, runs retention and scrapes /metrics. A missing,
+unknown or revoked key is 401; a known key whose role is too low is 403. With ``TPS_OPEN_READS``
+(honoured on a loopback address only, see :func:`exposure_problem`) reader routes accept a
+request without a valid key as ``anonymous``; a valid one still names the caller.
+
+The caller (key name and role) is left on ``request.state.principal`` for the audit trail and
+the access log.
+"""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from typing import Annotated
 
-from fastapi import HTTPException, Request, Security, status
+from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
+from service.keys import ANONYMOUS, ENV_KEY_NAME, KeyRing, KeysFileError, Principal
 from service.settings import Settings
 
 API_KEY_HEADER = "X-API-Key"
@@ -15,7 +27,7 @@ API_KEY_HEADER = "X-API-Key"
 api_key_header = APIKeyHeader(
     name=API_KEY_HEADER,
     auto_error=False,
-    description="The key set in TPS_API_KEY on the server. Required for uploads and deletes.",
+    description="A key from TPS_KEYS_FILE (`python -m service keys create`) or TPS_API_KEY.",
 )
 # The same header under its own scheme name, so the OpenAPI document can mark it optional on
 # reads when they are open (service/openapi.py) while writes keep requiring it.
@@ -24,8 +36,37 @@ read_key_header = APIKeyHeader(
     name=API_KEY_HEADER,
     scheme_name=READ_KEY_SCHEME,
     auto_error=False,
-    description="The same key, for reads: needed only when the server sets TPS_READ_REQUIRES_KEY.",
+    description="A key (any role for reads, admin for /metrics); not needed when the server runs "
+    "with TPS_OPEN_READS.",
 )
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def exposure_problem(settings: Settings, keys: KeyRing) -> str | None:
+    """Why the service must not start on ``settings.host``, or None."""
+    if is_loopback(settings.host):
+        return None
+    if settings.open_reads:
+        return (
+            f"TPS_OPEN_READS=true (or the deprecated TPS_READ_REQUIRES_KEY=false) is honoured "
+            f"only on a loopback address, not on {settings.host}: unset it and give clients "
+            "keys (python -m service keys create)"
+        )
+    if settings.api_key is None and not keys.has_keys:
+        return (
+            f"no API keys on a non-loopback address ({settings.host}): create one with "
+            "`python -m service keys create --name NAME --role reader` and set TPS_KEYS_FILE "
+            "(or set TPS_API_KEY)"
+        )
+    return None
 
 
 def _unauthorized(message: str) -> HTTPException:
@@ -35,27 +76,98 @@ def _unauthorized(message: str) -> HTTPException:
 
 
 def _check_key(settings: Settings, supplied: str | None) -> None:
-    if settings.api_key is None:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            "writes are disabled: no API key is configured on the server (set TPS_API_KEY)",
-        )
-    if not supplied:
+    """TPS_API_KEY, the one place its secret is unwrapped: 401 unless ``supplied`` is it."""
+    if settings.api_key is None or not supplied:
         raise _unauthorized(f"this request needs an API key in the {API_KEY_HEADER} header")
     expected = settings.api_key.get_secret_value().encode()
     if not hmac.compare_digest(supplied.encode(), expected):
-        raise _unauthorized("the API key is not valid")
+        raise _unauthorized(INVALID_KEY)
 
 
-async def require_write_key(
-    request: Request, supplied: Annotated[str | None, Security(api_key_header)]
-) -> None:
-    _check_key(request.app.state.settings, supplied)
+INVALID_KEY = "the API key is not valid (unknown or revoked)"
+
+
+def _principal(settings: Settings, keys: KeyRing, supplied: str) -> Principal:
+    try:
+        principal = keys.lookup(supplied)
+    except KeysFileError as err:
+        raise HTTPException(503, f"the keys file cannot be read: {err}") from None
+    if principal is not None:
+        return principal
+    if settings.api_key is None:
+        raise _unauthorized(INVALID_KEY)
+    _check_key(settings, supplied)
+    return Principal(ENV_KEY_NAME, "admin")  # kept for compatibility: one key that does all
+
+
+def identify(request: Request, supplied: str | None, role: str, open_ok: bool = False) -> Principal:
+    """The caller of a route that needs ``role``, or 401/403; ``open_ok``: open reads let a
+    request without a key through."""
+    settings: Settings = request.app.state.settings
+    keys: KeyRing = request.app.state.keys
+    if open_ok and settings.open_reads:
+        # Open reads need no key; one that is sent names the caller in the audit trail when it
+        # is valid, and is ignored (anonymous) when not, as it would be if it were left out.
+        principal = ANONYMOUS
+        if supplied:
+            try:
+                principal = _principal(settings, keys, supplied)
+            except HTTPException as err:
+                if err.status_code != status.HTTP_401_UNAUTHORIZED:
+                    raise
+        request.state.principal = principal
+        return principal
+    try:
+        any_keys = settings.api_key is not None or keys.has_keys
+    except KeysFileError as err:
+        raise HTTPException(503, f"the keys file cannot be read: {err}") from None
+    if not any_keys and not open_ok:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "writes are disabled: no API key is configured on the server "
+            "(set TPS_KEYS_FILE or TPS_API_KEY)",
+        )
+    if not supplied:
+        raise _unauthorized(f"this request needs an API key in the {API_KEY_HEADER} header")
+    principal = _principal(settings, keys, supplied)
+    request.state.principal = principal
+    if not principal.can(role):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"the key {principal.name!r} has the role {principal.role}; this needs {role}",
+        )
+    return principal
 
 
 async def require_read_key(
     request: Request, supplied: Annotated[str | None, Security(read_key_header)]
-) -> None:
-    settings: Settings = request.app.state.settings
-    if settings.read_requires_key:
-        _check_key(settings, supplied)
+) -> Principal:
+    return identify(request, supplied, "reader", open_ok=True)
+
+
+async def require_write_key(
+    request: Request, supplied: Annotated[str | None, Security(api_key_header)]
+) -> Principal:
+    return identify(request, supplied, "writer")
+
+
+async def require_admin_key(
+    request: Request, supplied: Annotated[str | None, Security(api_key_header)]
+) -> Principal:
+    return identify(request, supplied, "admin")
+
+
+Caller = Annotated[Principal, Depends(require_read_key)]
+
+
+def caller(request: Request) -> Principal:
+    """Who the route's key dependency identified (anonymous when none ran)."""
+    return getattr(request.state, "principal", ANONYMOUS)
+
+
+async def require_metrics_key(
+    request: Request, supplied: Annotated[str | None, Security(read_key_header)]
+) -> Principal:
+    """/metrics: an admin's (it tells the gallery's size and the traffic), open with open reads
+    like everything else a local demo shows."""
+    return identify(request, supplied, "admin", open_ok=True)

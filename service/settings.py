@@ -74,6 +74,18 @@ class Settings(BaseSettings):
         "CPU or CUDA/TensorRT per TPS_DEVICE) or onnx-int8 (INT8 text tower, CPU). onnx needs "
         "`python -m bundle export-onnx BUNDLE` first.",
     )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto",
+        description="The torch runtime's compute precision: auto (bf16 on a GPU, fp32 on the "
+        "CPU), fp32 or bf16; onnx runtimes are fp32. Must match the precision the gallery was "
+        "encoded in (recorded in the store): the service refuses to start otherwise.",
+    )
+    parts: bool = Field(
+        default=False,
+        description="Serve the bundle in parts mode (a parts bundle, torch runtime): the gallery "
+        "must be a parts index (`python -m index build --parts`), searches may send part "
+        "weights. The store records its layout; a mismatch refuses to start.",
+    )
     trim_text: bool = Field(
         default=True,
         description="Run the text tower only up to each batch's longest query (exact); false only "
@@ -82,6 +94,11 @@ class Settings(BaseSettings):
     index_gpu: Literal["auto", "always", "never"] = Field(
         default="auto", description="Search on a GPU copy of the index (auto: when one exists)."
     )
+    index_gpu_shards: bool = Field(
+        default=False,
+        description="Shard the GPU copy of the index over every visible GPU; off: one copy on "
+        "the encoder's GPU (TPS_DEVICE), or GPU 0.",
+    )
     index_refresh_s: float = Field(
         default=10.0,
         ge=0,
@@ -89,9 +106,42 @@ class Settings(BaseSettings):
         "processes (e.g. `python -m index add`); 0 turns it off.",
     )
 
-    # Access. Writes need the key; with no key configured, writes are refused outright.
+    # Access (service/security.py, README "Security and privacy"). Every route but the probes
+    # and the page needs a key; TPS_API_KEY is one admin key, TPS_KEYS_FILE holds named keys.
     api_key: SecretStr | None = None
-    read_requires_key: bool = False
+    keys_file: Path | None = Field(
+        default=None,
+        description="JSON file of named keys with roles (`python -m service keys create`).",
+    )
+    open_reads: bool = Field(
+        default=False,
+        description="Let anyone search and view images without a key; honoured only on a "
+        "loopback address (the local demo).",
+    )
+    # Deprecated: true is what every server now does; false means TPS_OPEN_READS=true, with its
+    # loopback-only rule (service/security.py). Reads as ``not open_reads`` once validated.
+    read_requires_key: bool | None = None
+
+    # Audit trail (service/audit.py) and retention (service/retention.py).
+    audit: bool = Field(default=True, description="Record searches, views, uploads, deletes.")
+    audit_db: Path | None = Field(
+        default=None,
+        description="SQLite file of the audit trail; default IMAGES-audit.sqlite next to the "
+        "image folder IMAGES (every replica of a shared gallery appends to the same trail).",
+    )
+    audit_sync: Literal["full", "normal"] = Field(
+        default="full",
+        description="SQLite synchronous mode of the trail: full fsyncs every commit (an entry "
+        "survives a power cut); normal survives the process being killed, not the machine.",
+    )
+    audit_retention_days: float | None = Field(default=None, gt=0)
+    retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Remove gallery images captured (or, without a capture time, added) longer "
+        "ago than this; unset keeps them.",
+    )
+    retention_interval_s: float = Field(default=3600.0, gt=0)
 
     # Request limits.
     max_query_chars: int = Field(default=1000, ge=1)
@@ -129,6 +179,16 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator(
+        "retention_days", "audit_retention_days", "keys_file", "audit_db", mode="before"
+    )
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        # Compose passes an unset variable as an empty string: that means "not set".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("store", mode="before")
     @classmethod
     def _check_store(cls, value: object) -> object:
@@ -154,6 +214,9 @@ class Settings(BaseSettings):
         self._resolve_store()
         if self.image_dir is None:
             self.image_dir = self._default_image_dir()
+        if self.read_requires_key is False:  # the deprecated spelling of open reads
+            self.open_reads = True
+        self.read_requires_key = not self.open_reads
         if self.max_batch_queries > self.batch_queue_size:
             raise ValueError(
                 f"max_batch_queries ({self.max_batch_queries}) must not exceed "
@@ -226,4 +289,9 @@ class Settings(BaseSettings):
 
     @property
     def writes_enabled(self) -> bool:
-        return self.api_key is not None
+        return self.api_key is not None or self.keys_file is not None
+
+    @property
+    def audit_path(self) -> Path:
+        images = self.images_path  # beside it, not in it: that folder holds only images
+        return self.audit_db or images.with_name(f"{images.name}-audit.sqlite")

@@ -91,7 +91,10 @@ def service_env(bundle: Path, index_dir: Path, **extra: str) -> dict[str, str]:
     env = {
         "TPS_BUNDLE": str(bundle),
         "TPS_INDEX_DIR": str(index_dir),
-        "TPS_API_KEY": API_KEY,
+        "TPS_API_KEY": API_KEY,  # an admin key
+        # Reads without a key on 127.0.0.1, as the demo serves them; the access-control tests
+        # pass TPS_OPEN_READS=false with a keys file.
+        "TPS_OPEN_READS": "true",
         "TPS_DEVICE": "cpu",
         "TPS_INDEX_GPU": "never",
         "TPS_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.errors import ItemExistsError
 from index.items import ItemMeta
+from service import audit_events
 from service.deps import RuntimeDep
 from service.images import IMAGE_MEDIA_TYPES, ImageRejectedError, media_type, thumbnail
 from service.ingest import Upload, UploadError, UploadFields, check_fields, ingest, remove
@@ -51,15 +52,15 @@ stored on disk and searchable.
 
 Files whose exact bytes are already in the gallery are not added again (and keep their own
 metadata); they are listed under `duplicates`. The status is 201 when anything was added,
-200 when every file was a duplicate. Needs the `X-API-Key` header.
+200 when every file was a duplicate. Needs a writer key in the `X-API-Key` header.
 """
 
 NOT_READY = {503: {"model": ErrorResponse, "description": "Model and index are still loading."}}
 
 UPLOAD_ERRORS = {
     400: {"model": ErrorResponse, "description": "The multipart body cannot be parsed."},
-    401: {"model": ErrorResponse, "description": "Missing or wrong API key."},
-    403: {"model": ErrorResponse, "description": "Writes are disabled (no key configured)."},
+    401: {"model": ErrorResponse, "description": "Missing, unknown or revoked API key."},
+    403: {"model": ErrorResponse, "description": "The key's role may not write, or no keys exist."},
     409: {"model": ErrorResponse, "description": "image_id is taken by a different image."},
     413: {
         "model": ErrorResponse,
@@ -176,6 +177,11 @@ async def upload(request: Request, runtime: RuntimeDep) -> JSONResponse:
         ],
     )
     code = status.HTTP_201_CREATED if result.added else status.HTTP_200_OK
+    details = {
+        "added": [i.image_id for i in result.added],
+        "duplicates": [n for n, _, _ in result.duplicates],
+    }
+    await audit_events.record(request, "upload", details)
     return JSONResponse(body.model_dump(mode="json"), status_code=code)
 
 
@@ -244,6 +250,12 @@ def gallery_image(
     path = Path(item.source_path)  # from the manifest only: never built from the request
     if not path.is_file():
         raise HTTPException(404, f"the file of gallery image {image_id!r} is missing on disk")
+    # Recorded before any bytes go out, a thumbnail (or a 304 for one) as much as the original.
+    details = {
+        "image_id": item.image_id,
+        "size": size or (runtime.settings.thumb_size if thumb else None),
+    }
+    audit_events.record_now(request, "view", details)
     headers = {
         "ETag": f'"{item.sha256}"',
         "Cache-Control": "private, max-age=300",
@@ -274,6 +286,7 @@ def gallery_image(
 )
 def gallery_item(request: Request, image_id: str, runtime: RuntimeDep) -> GalleryItemDetail:
     item = _item_or_404(runtime, image_id)
+    audit_events.record_now(request, "view_metadata", {"image_id": item.image_id})
     url = _image_url(request, item.image_id)
     return GalleryItemDetail(
         **_gallery_item(item).model_dump(),
@@ -289,11 +302,12 @@ def gallery_item(request: Request, image_id: str, runtime: RuntimeDep) -> Galler
     response_class=Response,
     summary="Remove an image from the gallery",
     description="Removes the gallery entry and, for uploaded images, the stored file. "
-    "Needs the `X-API-Key` header.",
+    "Needs a writer key in the `X-API-Key` header.",
     responses={404: {"model": ErrorResponse}} | {k: UPLOAD_ERRORS[k] for k in (401, 403, 503)},
     dependencies=[Depends(require_write_key)],
 )
-async def delete_item(image_id: str, runtime: RuntimeDep) -> Response:
+async def delete_item(request: Request, image_id: str, runtime: RuntimeDep) -> Response:
     if not could_exist(image_id) or not await remove(runtime, image_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery image with id {image_id!r}")
+    await audit_events.record(request, "delete", {"image_id": image_id})
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from service.deps import RuntimeDep
 from service.metrics import CONTENT_TYPE
 from service.schemas import ErrorResponse, Health, Readiness, ServiceInfo
-from service.security import require_read_key
+from service.security import require_metrics_key, require_read_key
 
 router = APIRouter(tags=["health"])
 
@@ -62,6 +62,7 @@ async def readyz(request: Request) -> JSONResponse:
     summary="Prometheus metrics",
     response_class=PlainTextResponse,
     responses={200: {"content": {PROMETHEUS_CONTENT_TYPE: {}}}},
+    dependencies=[Depends(require_metrics_key)],
 )
 def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)

@@ -24,13 +24,14 @@ from index.filters import GalleryFilter
 from index.gallery_store import GalleryStore
 from index.items import ItemMeta
 from index.query_vector import QueryVectorError
+from service import audit_events
 from service.batching import BatcherClosedError, QueueFullError
 from service.deps import RuntimeDep
 from service.examples import ConflictingExamplesError, UnknownExamplesError, load_examples
 from service.image_search_form import IMAGE_SEARCH_REQUEST_BODY, read_image_search
 from service.images import ImageRejectedError, check_image
 from service.metadata import as_utc
-from service.query import Examples, QueryOutcome, SearchQuery
+from service.query import Examples, QueryOutcome, SearchQuery, in_parts_mode, request_weights
 from service.runtime import Runtime
 from service.schemas import (
     BatchSearchRequest,
@@ -184,8 +185,9 @@ def _suggestions(
     if outcome.vector is None or len(rows) < 2:
         return []
     started = time.perf_counter()
+    weights = body.weights.as_dict() if body.weights is not None else None
     phrases = suggest(
-        runtime.bundle.encode_text,
+        lambda texts: runtime.bundle.encode_text(texts, weights),
         body.query,
         examples,
         outcome.vector,
@@ -213,9 +215,13 @@ async def answer(
     """One search of either route, once its input is checked: examples from the store, the
     combined query through the batcher, the hits described, suggestions when asked."""
     where = body.filters.gallery_filter() if body.filters else None
-    examples = await _examples(runtime, body, uploaded)
+    try:  # parts index only; checked before anything is read or encoded
+        weights = request_weights(runtime.bundle, body.weights and body.weights.as_dict())
+    except ValueError as err:
+        raise invalid("weights", str(err)) from None
+    examples = in_parts_mode(await _examples(runtime, body, uploaded), runtime.bundle, weights)
     depth = max(body.top_k, SUGGEST_DEPTH) if body.suggest else body.top_k
-    query = SearchQuery(body.query, examples)
+    query = SearchQuery(body.query, examples, weights)
     [outcome] = await _run(runtime, [query], depth, body.unique_persons, where)
     suggestions = None
     if body.suggest:
@@ -247,10 +253,12 @@ async def answer(
     "reorder the top results most.",
     responses=SEARCH_ERRORS,
 )
-async def search(body: SearchRequest, runtime: RuntimeDep) -> SearchResponse:
+async def search(request: Request, body: SearchRequest, runtime: RuntimeDep) -> SearchResponse:
     check_limits(runtime, [body.query] if body.query is not None else [], body.top_k, "query")
     _require_something(body)
-    return await answer(runtime, body, time.perf_counter())
+    response = await answer(runtime, body, time.perf_counter())
+    await audit_events.search(request, body, response)  # recorded before the reply goes out
+    return response
 
 
 def _encode_upload(runtime: Runtime, data: bytes, name: str) -> np.ndarray:
@@ -282,7 +290,9 @@ async def search_image(request: Request, runtime: RuntimeDep) -> SearchResponse:
         vector = await asyncio.to_thread(_encode_upload, runtime, form.data, form.name)
     except ImageRejectedError as err:
         raise HTTPException(err.status, err.message) from None
-    return await answer(runtime, body, started, vector)
+    response = await answer(runtime, body, started, vector)
+    await audit_events.search(request, body, response, audit_events.photo(form.name, form.data))
+    return response
 
 
 @router.post(
@@ -293,18 +303,25 @@ async def search_image(request: Request, runtime: RuntimeDep) -> SearchResponse:
     "in request order.",
     responses=ERRORS,
 )
-async def search_batch(body: BatchSearchRequest, runtime: RuntimeDep) -> BatchSearchResponse:
+async def search_batch(
+    request: Request, body: BatchSearchRequest, runtime: RuntimeDep
+) -> BatchSearchResponse:
     s = runtime.settings
     if len(body.queries) > s.max_batch_queries:
         raise invalid(
             "queries", f"at most {s.max_batch_queries} queries per request, got {len(body.queries)}"
         )
     check_limits(runtime, body.queries, body.top_k, "queries")
+    try:  # parts index only, like /v1/search
+        weights = request_weights(runtime.bundle, body.weights and body.weights.as_dict())
+    except ValueError as err:
+        raise invalid("weights", str(err)) from None
     started = time.perf_counter()
     where = body.filters.gallery_filter() if body.filters else None
-    outcomes = await _run(runtime, body.queries, body.top_k, body.unique_persons, where)
+    queries = [SearchQuery(q, None, weights) for q in body.queries]
+    outcomes = await _run(runtime, queries, body.top_k, body.unique_persons, where)
     described = await _described(runtime, outcomes)
-    return BatchSearchResponse(
+    response = BatchSearchResponse(
         queries=[
             QueryResults(results=hits, truncated=o.truncated)
             for hits, o in zip(described, outcomes, strict=True)
@@ -312,3 +329,5 @@ async def search_batch(body: BatchSearchRequest, runtime: RuntimeDep) -> BatchSe
         model=runtime.fingerprint,
         took_ms=(time.perf_counter() - started) * 1000.0,
     )
+    await audit_events.batch_search(request, body, response)
+    return response

@@ -4,11 +4,38 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-let readsNeedKey = false;
+// The key lives in sessionStorage only: gone when the tab closes, never in localStorage or a
+// cookie, never in a URL.
+const KEY_ITEM = "tps-api-key";
+
+function storedKey() {
+  return sessionStorage.getItem(KEY_ITEM) || "";
+}
 
 function keyHeaders() {
-  const key = $("api-key").value.trim();
+  const key = storedKey();
   return key ? { "X-API-Key": key } : {};
+}
+
+function askForKey(reason) {
+  $("key-reason").textContent = reason;
+  $("key-form").hidden = false;
+  $("key-input").focus();
+}
+
+function showKeyState() {
+  $("forget-key").hidden = !storedKey();
+}
+
+// fetch with the key; a 401 asks for one (and the caller still sees the 401).
+async function api(url, options = {}) {
+  const res = await fetch(url, { ...options, headers: { ...(options.headers || {}), ...keyHeaders() } });
+  if (res.status === 401) {
+    askForKey(storedKey()
+      ? "The key was refused (unknown or revoked). Enter another one."
+      : "This server needs an API key. It is kept only until this tab closes.");
+  }
+  return res;
 }
 
 function message(body, fallback) {
@@ -27,10 +54,14 @@ async function loadStatus() {
       setTimeout(loadStatus, 2000);
       return;
     }
-    const info = await fetch("/v1/info", { headers: keyHeaders() });
+    const info = await api("/v1/info");
+    if (info.status === 401) {
+      status.textContent = "An API key is needed";
+      status.className = "status";
+      return;
+    }
     if (!info.ok) throw new Error("info " + info.status);
     const data = await info.json();
-    readsNeedKey = data.read_requires_key;
     status.textContent = `${data.index.count.toLocaleString()} images · model ${data.model.slice(0, 8)}`;
     status.className = "status ok";
     $("upload-panel").hidden = !data.writes_enabled;
@@ -45,9 +76,9 @@ function imageUrl(id, size) {
 }
 
 async function setImage(img, url) {
-  // Plain <img src> cannot send a header: fetch the bytes when reads need the key.
-  if (!readsNeedKey) { img.src = url; return; }
-  const res = await fetch(url, { headers: keyHeaders() });
+  // Plain <img src> cannot send a header: with a key, fetch the bytes and show them as a blob.
+  if (!storedKey()) { img.src = url; return; }
+  const res = await api(url);
   if (res.ok) img.src = URL.createObjectURL(await res.blob());
 }
 
@@ -256,9 +287,9 @@ function searchFields() {
 
 function request(fields) {
   if (!state.photo) {
-    return fetch("/v1/search", {
+    return api("/v1/search", {
       method: "POST",
-      headers: { "Content-Type": "application/json", ...keyHeaders() },
+      headers: { "Content-Type": "application/json" },
       body: JSON.stringify(fields),
     });
   }
@@ -270,7 +301,7 @@ function request(fields) {
     else if (typeof value === "object") form.append(name, JSON.stringify(value));
     else form.append(name, String(value));
   }
-  return fetch("/v1/search/image", { method: "POST", headers: keyHeaders(), body: form });
+  return api("/v1/search/image", { method: "POST", body: form });
 }
 
 async function runSearch({ push = true, focusSummary = false } = {}) {
@@ -322,7 +353,7 @@ async function upload(event) {
   out.className = "result";
   out.textContent = "Uploading…";
   try {
-    const res = await fetch("/v1/gallery", { method: "POST", headers: keyHeaders(), body: form });
+    const res = await api("/v1/gallery", { method: "POST", body: form });
     const body = await res.json().catch(() => null);
     if (!res.ok) throw new Error(message(body, `upload failed (${res.status})`));
     const dup = body.duplicates.length ? `, ${body.duplicates.length} already there` : "";
@@ -335,6 +366,24 @@ async function upload(event) {
   }
 }
 
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const key = $("key-input").value.trim();
+  if (!key) return;
+  sessionStorage.setItem(KEY_ITEM, key);
+  $("key-input").value = "";
+  $("key-form").hidden = true;
+  showKeyState();
+  loadStatus();
+  if (canSearch()) runSearch({ push: false });
+});
+$("forget-key").addEventListener("click", () => {
+  sessionStorage.removeItem(KEY_ITEM);
+  showKeyState();
+  $("results").replaceChildren();
+  loadStatus();
+});
+showKeyState();
 $("search-form").addEventListener("submit", search);
 $("upload-form").addEventListener("submit", upload);
 $("photo").addEventListener("change", pickPhoto);

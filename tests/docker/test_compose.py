@@ -113,6 +113,8 @@ def test_host_folders_are_configurable_and_default_to_the_repository() -> None:
         "/bundles": "BUNDLES_DIR",
         "/indexes": "INDEXES_DIR",
         "/uploads": "UPLOADS_DIR",
+        "/keys": "KEYS_DIR",
+        "/audit": "AUDIT_DIR",
     }
     seen = set()
     for service in raw["services"].values():

@@ -46,7 +46,10 @@ def make_settings(
         values = {
             "bundle": random_bundle,
             "index_dir": index_dir,
-            "api_key": API_KEY,
+            "api_key": API_KEY,  # an admin key: writes, audit, retention
+            # Reads without a key, as the local demo serves them (honoured on loopback only;
+            # tests of access control pass open_reads=False).
+            "open_reads": True,
             "device": "cpu",
             "index_gpu": "never",
             "index_refresh_s": 0,

@@ -212,8 +212,8 @@ def test_no_configured_key_disables_writes(make_settings: Callable[..., Settings
         assert c.get("/v1/info").json()["writes_enabled"] is False
 
 
-def test_reads_can_require_the_key(make_settings: Callable[..., Settings]) -> None:
-    with TestClient(create_app(make_settings(read_requires_key=True))) as c:
+def test_reads_need_a_key_unless_open(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(open_reads=False))) as c:
         wait_ready(c)
         assert c.post("/v1/search", json={"query": "a person"}).status_code == 401
         assert c.get("/v1/gallery/p0020/p0020_01.jpg/image").status_code == 401

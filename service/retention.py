@@ -1,0 +1,91 @@
+"""Retention: remove gallery images older than ``TPS_RETENTION_DAYS``, and old audit entries.
+
+An image's age counts from its capture time (``captured_at``), or from when it entered the
+gallery (``added_at``) when it has none. The expired images leave the store in one
+``remove`` call (one commit: a search sees all of them or none of them), then their files go:
+only files in the service's image folder, the uploads. An index built from a data set folder
+references the user's own files; retention takes those images out of the gallery (vectors and
+metadata: they can no longer be found or viewed) and leaves the files where they are, since the
+service never deletes what it did not write.
+
+The decision and the removal happen under the image folder's write lock (service/storage.py),
+as uploads and deletes do, so an upload cannot slip a new file between them. Each batch is
+recorded in the audit trail with the ids removed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from index.gallery_store import GalleryStore
+from index.items import ItemMeta
+from service.audit import AuditLog, Entry
+from service.storage import ImageStore
+
+DAY_S = 86_400.0
+
+
+@dataclass
+class Outcome:
+    cutoff: float
+    removed: list[str] = field(default_factory=list)
+    files_deleted: int = 0
+    files_kept: int = 0  # outside the image folder: the user's own data set
+    dry_run: bool = False
+
+    def as_dict(self) -> dict:
+        return {
+            "cutoff": self.cutoff,
+            "removed": self.removed,
+            "files_deleted": self.files_deleted,
+            "files_kept": self.files_kept,
+            "dry_run": self.dry_run,
+        }
+
+
+def cutoff_for(days: float, now: float | None = None) -> float:
+    return (now if now is not None else time.time()) - days * DAY_S
+
+
+def age_reference(item: ItemMeta) -> float:
+    return item.captured_at if item.captured_at is not None else item.added_at
+
+
+def expired(store: GalleryStore, cutoff: float) -> list[ItemMeta]:
+    return [item for item in store.items() if age_reference(item) < cutoff]
+
+
+def sweep(
+    store: GalleryStore,
+    images: ImageStore,
+    cutoff: float,
+    *,
+    trail: AuditLog | None = None,
+    who: tuple[str, str | None] = ("retention", None),
+    client: str | None = None,
+    dry_run: bool = False,
+) -> Outcome:
+    """Remove every image older than ``cutoff`` (blocking: a worker thread or the CLI)."""
+    outcome = Outcome(cutoff, dry_run=dry_run)
+    with images.writing():
+        doomed = expired(store, cutoff)
+        if dry_run:
+            outcome.removed = sorted(i.image_id for i in doomed)
+            return outcome
+        if not doomed:
+            return outcome
+        present = set(store.remove([i.image_id for i in doomed]))
+        for item in doomed:
+            if item.image_id not in present:
+                continue
+            outcome.removed.append(item.image_id)
+            if images.owns(Path(item.source_path)):
+                outcome.files_deleted += images.delete(Path(item.source_path))
+            else:
+                outcome.files_kept += 1
+    outcome.removed.sort()
+    if trail is not None:
+        trail.record_now(Entry(who[0], who[1], client, "retention", outcome.as_dict()))
+    return outcome

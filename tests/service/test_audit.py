@@ -1,0 +1,135 @@
+"""The audit trail: every audited action with its key name, paging and filters, the export CLI,
+append-only storage, and group commit under concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.audit import AuditLog, Entry
+from service.audit_cli import main as audit_main
+from service.keys import create_key
+from service.settings import Settings
+from tests.service.support import KEY, jpeg, wait_ready
+
+
+@pytest.fixture(scope="module")
+def keyed(make_settings: Callable[..., Settings], tmp_path_factory) -> Iterator[tuple]:
+    """A closed app (no open reads) with a reader and an admin key from a keys file."""
+    keys = tmp_path_factory.mktemp("keys") / "keys.json"
+    reader = {"X-API-Key": create_key(keys, "rita", "reader")}
+    admin = {"X-API-Key": create_key(keys, "ada", "admin")}
+    settings = make_settings(open_reads=False, keys_file=keys)
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        yield client, reader, admin
+
+
+def test_each_audited_action_is_recorded_with_its_key(keyed) -> None:
+    client, reader, admin = keyed
+    found = client.post("/v1/search", json={"query": "a man in red", "top_k": 3}, headers=reader)
+    assert found.status_code == 200
+    returned = [h["image_id"] for h in found.json()["results"]]
+    image_id = returned[0]
+    assert client.get(f"/v1/gallery/{image_id}/image?thumb=1", headers=reader).status_code == 200
+    photo = {"image": ("me.jpg", jpeg(), "image/jpeg")}
+    assert client.post("/v1/search/image", files=photo, headers=reader).status_code == 200
+    added = client.post("/v1/gallery", files={"files": ("a.jpg", jpeg((1, 2, 3)))}, headers=KEY)
+    new_id = added.json()["added"][0]["image_id"]
+    assert client.delete(f"/v1/gallery/{new_id}", headers=admin).status_code == 204
+
+    entries = client.get("/v1/audit", params={"limit": 1000}, headers=admin).json()["entries"]
+    actions = [(e["action"], e["key_name"]) for e in entries]
+    assert actions[-5:] == [
+        ("search", "rita"),
+        ("view", "rita"),
+        ("image_search", "rita"),
+        ("upload", "env:TPS_API_KEY"),
+        ("delete", "ada"),
+    ]
+    search, view, image_search, upload, delete = entries[-5:]
+    assert (
+        search["details"]["query"] == "a man in red" and search["details"]["returned"] == returned
+    )
+    assert search["role"] == "reader" and search["client"] == "testclient"
+    assert view["details"]["image_id"] == image_id
+    assert image_search["details"]["photo"]["name"] == "me.jpg"
+    assert upload["details"]["added"] == [new_id] and delete["details"]["image_id"] == new_id
+
+
+def test_only_admins_read_the_trail(keyed) -> None:
+    client, reader, _ = keyed
+    assert client.get("/v1/audit").status_code == 401
+    assert client.get("/v1/audit", headers=reader).status_code == 403
+
+
+def test_paging_and_filters(keyed) -> None:
+    client, reader, admin = keyed
+    for i in range(5):
+        client.post("/v1/search", json={"query": f"paging {i}"}, headers=reader)
+    seen, cursor = [], 0
+    while True:
+        params = {"key": "rita", "action": "search", "limit": 2, "cursor": cursor}
+        page = client.get("/v1/audit", params=params, headers=admin).json()
+        seen += page["entries"]
+        if page["next_cursor"] is None:
+            break
+        cursor = page["next_cursor"]
+    ids = [e["id"] for e in seen]
+    assert ids == sorted(set(ids)) and all(e["key_name"] == "rita" for e in seen)
+    assert [e["details"]["query"] for e in seen][-5:] == [f"paging {i}" for i in range(5)]
+    later = client.get("/v1/audit", params={"since": "2999-01-01T00:00:00"}, headers=admin)
+    assert later.json() == {"entries": [], "next_cursor": None}
+    bad = client.get("/v1/audit", params={"limit": 0}, headers=admin)
+    assert bad.status_code == 422
+
+
+def test_export_cli_writes_jsonl(keyed, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    client, _, _ = keyed
+    db = client.app.state.settings.audit_path
+    out = tmp_path / "audit.jsonl"
+    assert audit_main(["export", "--db", str(db), "--key", "rita", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and all(r["key_name"] == "rita" for r in rows)
+    assert capsys.readouterr().err == f"exported {len(rows)} audit entries\n"
+    assert audit_main(["export", "--db", str(db), "--since", "yesterday", "--out", "-"]) == 2
+    assert capsys.readouterr().err.startswith("error: not an ISO 8601 time")
+
+
+def test_the_trail_is_append_only_and_groups_commits(tmp_path: Path) -> None:
+    trail = AuditLog(tmp_path / "a.sqlite")
+    try:
+        ids: list[int] = []
+        lock = threading.Lock()
+
+        def write(n: int) -> None:
+            for i in range(25):
+                entry_id = trail.record_now(Entry(f"k{n}", "reader", None, "search", {"i": i}))
+                with lock:
+                    ids.append(entry_id)
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(ids) == list(range(1, 201))
+        assert len(trail.read(key="k3")) == 25
+        conn = sqlite3.connect(trail.path)
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("UPDATE audit SET key_name = 'someone else'")
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
+        assert trail.sweep(cutoff=0.0, key_name="retention") == 0  # nothing that old
+        assert trail.sweep(cutoff=2e9, key_name="retention") == 200
+        [left] = trail.read()
+        assert left["action"] == "audit_retention" and left["details"]["removed_entries"] == 200
+    finally:
+        trail.close()

@@ -1,0 +1,50 @@
+"""Where the service may start: open reads on loopback only, and keys off loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.keys import KeyRing, create_key
+from service.security import exposure_problem, is_loopback
+from service.settings import Settings
+
+
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("192.168.1.20", False),
+        ("search.example", False),
+    ],
+)
+def test_loopback_addresses(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def settings(tmp_path: Path, **values) -> Settings:
+    return Settings(bundle=tmp_path / "b", index_dir=tmp_path / "i", **values)
+
+
+def test_the_rules(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    no_keys = KeyRing(keys_file)
+    assert exposure_problem(settings(tmp_path, open_reads=True), no_keys) is None  # the demo
+    problem = exposure_problem(settings(tmp_path, host="0.0.0.0"), no_keys)
+    assert problem is not None and problem.startswith("no API keys on a non-loopback address")
+    assert exposure_problem(settings(tmp_path, host="0.0.0.0", api_key="k" * 20), no_keys) is None
+    create_key(keys_file, "alice", "reader")
+    assert exposure_problem(settings(tmp_path, host="0.0.0.0"), KeyRing(keys_file)) is None
+    opened = settings(tmp_path, host="10.0.0.5", open_reads=True)
+    assert "only on a loopback address" in (exposure_problem(opened, KeyRing(keys_file)) or "")
+    # The deprecated spelling means open reads, under the same rule.
+    legacy = settings(tmp_path, host="0.0.0.0", read_requires_key=False)
+    assert legacy.open_reads and exposure_problem(legacy, KeyRing(keys_file)) is not None
