@@ -80,10 +80,21 @@ def combine(
     if not known:
         raise QueryVectorError("nothing to search for: give a text or a positive example")
     dim = int(np.shape(known[0])[-1])
-    pos = _mean(positives, dim)
+    query = _rocchio(dim, text, _mean(positives, dim), _mean(negatives, dim), alpha, beta)
+    return (query / np.linalg.norm(query)).astype(np.float32)
+
+
+def _rocchio(
+    dim: int,
+    text: np.ndarray | None,
+    pos: np.ndarray | None,
+    neg: np.ndarray | None,
+    alpha: float,
+    beta: float,
+) -> np.ndarray:
+    """t + alpha * pos - beta * neg; raises when there is nothing to search for or it cancels."""
     if text is None and pos is None:
         raise QueryVectorError("nothing to search for: give a text or a positive example")
-    neg = _mean(negatives, dim)
     query = np.zeros(dim, np.float32)
     if text is not None:
         query += np.asarray(text, dtype=np.float32).reshape(dim)
@@ -94,7 +105,7 @@ def combine(
     norm = float(np.linalg.norm(query))
     if not np.isfinite(norm) or norm < MIN_NORM:
         raise QueryVectorError("the examples cancel out: nothing is left to search for")
-    return (query / norm).astype(np.float32)
+    return query
 
 
 def _combine_parts(
@@ -116,16 +127,4 @@ def _combine_parts(
             raise QueryVectorError(str(err)) from None
 
     pos, neg = weighed_mean(positives), weighed_mean(negatives)
-    if text is None and pos is None:
-        raise QueryVectorError("nothing to search for: give a text or a positive example")
-    query = np.zeros(layout.dim, np.float32)
-    if text is not None:
-        query += np.asarray(text, dtype=np.float32).reshape(layout.dim)
-    if pos is not None:
-        query += np.float32(alpha) * pos
-    if neg is not None:
-        query -= np.float32(beta) * neg
-    norm = float(np.linalg.norm(query))
-    if not np.isfinite(norm) or norm < MIN_NORM:
-        raise QueryVectorError("the examples cancel out: nothing is left to search for")
-    return query
+    return _rocchio(layout.dim, text, pos, neg, alpha, beta)

@@ -72,6 +72,19 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, watch_send)
 
 
+class StatusWatch:
+    """A ``send`` that remembers the response status (500 until one starts: the app raised)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
+
+
 class MetricsMiddleware:
     """Latency histogram and request counter per route template (never per raw path, which
     would give one series per image id)."""
@@ -85,17 +98,11 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def watch_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = StatusWatch(send)
         try:
-            await self.app(scope, receive, watch_send)
+            await self.app(scope, receive, watch)
         finally:
+            status = watch.status
             route = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
@@ -120,17 +127,11 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def watch_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = StatusWatch(send)
         try:
-            await self.app(scope, receive, watch_send)
+            await self.app(scope, receive, watch)
         finally:
+            status = watch.status
             principal = scope.get("state", {}).get("principal")
             client = scope.get("client") or ("-", 0)
             access_log.info(
