@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,8 +143,11 @@ def test_a_revoked_key_is_refused_at_the_next_request(closed: Closed) -> None:
 def test_the_access_log_names_the_key(closed: Closed) -> None:
     with closed.http("writer") as http:
         http.get("/v1/info")
-    logs = closed.server.logs()
-    assert '"GET /v1/info HTTP/1.1" 200 key=writer-1' in logs
+    line = '"GET /v1/info HTTP/1.1" 200 key=writer-1'
+    deadline = time.monotonic() + 10  # the line is written once the reply has gone out
+    while line not in (logs := closed.server.logs()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert line in logs
     assert all(token not in logs for token in closed.tokens.values())
 
 

@@ -104,8 +104,13 @@ class ImageTower(nn.Module):
         """(normalised features, patch tokens after ln_post with CLS dropped): the part head
         reads the tokens. Plain ViT only (CLS pooling, ln_post before pooling), as trained."""
         visual = self.visual
-        if getattr(visual, "attn_pool", None) is not None or visual.final_ln_after_pool:
-            raise BundleError("parts mode needs a plain ViT image tower")
+        plain = (
+            getattr(visual, "attn_pool", None) is None
+            and not visual.final_ln_after_pool
+            and getattr(visual, "pool_type", "tok") == "tok"
+        )
+        if not plain:  # the features below are the CLS token's: any other pooling differs
+            raise BundleError("parts mode needs a plain ViT image tower (CLS-token pooling)")
         x = visual.ln_post(visual.transformer(visual._embeds(images)))
         pooled = x[:, 0] @ visual.proj if visual.proj is not None else x[:, 0]
         return F.normalize(pooled.float(), dim=-1), x[:, 1:]

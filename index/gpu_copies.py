@@ -66,6 +66,7 @@ class GpuCopies:
         self._stand_in = copier is not None
         self._copier: Copier | None = None
         self._lock = threading.Lock()
+        self._closed = False
         self._warned_k = False
 
     def check(self, kind: str) -> bool:
@@ -77,16 +78,19 @@ class GpuCopies:
         if not self.check(kind):
             return None
         with self._lock:
+            if self._closed:
+                raise IndexStoreError("the index is closed: no GPU copy is made")
             try:
                 if self._copier is None:
                     self._copier = self._make()
                 return GpuCopy(self._copier.copy(master))
             except (RuntimeError, MemoryError) as err:
-                raise IndexStoreError(
-                    f"cannot copy the index ({int(master.ntotal)} vectors) to the GPU: "
-                    f"{faiss_backend.faiss_reason(err)}; nothing was changed: searches keep the "
-                    "last good generation (free GPU memory, use gpu_fp16, or use_gpu='never')"
-                ) from None
+                reason = _forget(err)
+        raise IndexStoreError(
+            f"cannot copy the index ({int(master.ntotal)} vectors) to the GPU: {reason}; nothing "
+            "was changed: searches keep the last good generation (free GPU memory, use "
+            "gpu_fp16, or use_gpu='never')"
+        )
 
     def free(self, snap: Snapshot) -> None:
         """Free ``snap``'s GPU copy (a retired snapshot); searches holding it fall back to its
@@ -109,6 +113,7 @@ class GpuCopies:
                 )
                 self._warned_k = True
             k = faiss_backend.GPU_MAX_K
+        failed = None
         with self._lock:
             # No local name for the copy: a reference left in this frame after the lock is let
             # go would make a concurrent free happen here, outside the lock.
@@ -116,13 +121,24 @@ class GpuCopies:
                 try:
                     return snap.gpu.index.search(queries, k)
                 except (RuntimeError, MemoryError) as err:
-                    raise IndexStoreError(
-                        f"GPU search failed: {faiss_backend.faiss_reason(err)}"
-                    ) from None
+                    failed = _forget(err)
+        if failed is not None:
+            raise IndexStoreError(f"GPU search failed: {failed}")
         # Retired while this search waited: its own generation, on the CPU (see the docstring).
         return snap.master.search(queries, k)
 
     def release(self) -> None:
-        """Drop the copier and its GPU resources (after every copy was freed)."""
+        """Drop the copier and its GPU resources (after every copy was freed); a commit or
+        refresh still under way then fails instead of making a copy nothing would free."""
         with self._lock:
+            self._closed = True
             self._copier = None
+
+
+def _forget(err: BaseException) -> str:
+    """The reason ``err`` gives, with its traceback dropped: the frames of FAISS's wrappers hold
+    the GPU index, which must not outlive its free under the lock by riding on an exception
+    (freed later, in whatever thread drops it, it would race on the shared GPU resources)."""
+    reason = faiss_backend.faiss_reason(err)
+    err.__traceback__ = None
+    return reason

@@ -17,7 +17,7 @@ import numpy as np
 from bundle.encoders import Bundle
 from index import faiss_backend
 from index.encode import EncodeResult, encode_images
-from index.encoding import Encoding
+from index.encoding import encoding_of
 from index.errors import IndexStoreError
 from index.gallery import GalleryIndex
 from index.items import ItemMeta
@@ -59,7 +59,7 @@ def rebuild_index(
                     fingerprint=bundle.fingerprint,
                     dim=bundle.dim,
                     kind=new_kind,
-                    encoding=Encoding(bundle.precision),
+                    encoding=encoding_of(bundle),
                 )
             else:
                 with staging(out) as tmp:
@@ -104,7 +104,7 @@ def _write_copy(
 ) -> None:
     """A new index at ``path`` holding ``rows``; ids stay below the source's ``next_id``."""
     target = GalleryIndex.create(
-        path, bundle.fingerprint, bundle.dim, kind, "never", encoding=Encoding(bundle.precision)
+        path, bundle.fingerprint, bundle.dim, kind, "never", encoding=encoding_of(bundle)
     )
     try:
         target.replace_all(vectors, rows, next_id=next_id)

@@ -17,7 +17,7 @@ import numpy as np
 
 from bundle.encoders import Bundle
 from index.encode import encode_images
-from index.encoding import Encoding
+from index.encoding import encoding_of
 from index.errors import IndexStoreError
 from index.gallery import GalleryIndex
 from index.gallery_store import GalleryStore
@@ -67,7 +67,7 @@ def rebuild_into(
         log.warning("dropped %d unreadable items", failed)
     if store_kind(out_spec) == "faiss":
         return _new_folder(Path(out_spec), bundle, kind, encoded.vectors, kept)
-    encoding = Encoding(bundle.precision)  # how the new vectors were encoded
+    encoding = encoding_of(bundle)  # how the new vectors were encoded
     target = create_store(
         out_spec, bundle.fingerprint, bundle.dim, kind, "never", encoding=encoding
     )
@@ -85,7 +85,7 @@ def _new_folder(
     with (
         staging(path) as tmp,
         GalleryIndex.create(
-            tmp, bundle.fingerprint, bundle.dim, kind, "never", encoding=Encoding(bundle.precision)
+            tmp, bundle.fingerprint, bundle.dim, kind, "never", encoding=encoding_of(bundle)
         ) as target,
     ):
         target.upsert(vectors, items)

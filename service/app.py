@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import Scope
 
 from index.errors import IndexStoreError
-from service.audit import AuditLog
+from service.audit import AuditError, AuditLog
 from service.keys import KeyRing
 from service.loader import Loader, close_runtime
 from service.metrics import Metrics
@@ -57,9 +58,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Opened once the store is (its default place is the image folder): every audited
         # route needs the runtime, so none can run before the trail is open.
         if settings.audit:
-            app.state.audit = await asyncio.to_thread(
-                AuditLog, settings.audit_path, settings.audit_sync
-            )
+            try:
+                app.state.audit = await asyncio.to_thread(
+                    AuditLog, settings.audit_path, settings.audit_sync, settings.audit_timeout_s
+                )
+            except (OSError, sqlite3.Error) as err:  # never serve unaudited, never hang unready
+                await close_runtime(runtime)
+                loader.fail(f"cannot open the audit trail {settings.audit_path}: {err}")
+                return
         app.state.runtime = runtime
         loops = []
         if runtime.settings.index_refresh_s > 0:
@@ -167,6 +173,11 @@ def _method_not_allowed(routes: list[APIRoute]):
     return handler
 
 
+async def _audit_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("audit trail error on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
+
 async def _index_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("index error on %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"detail": f"index error: {exc}"}, status_code=500)
@@ -196,6 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(405, _method_not_allowed(api_routes))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(IndexStoreError, _index_error)
+    app.add_exception_handler(AuditError, _audit_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     install_openapi(app, settings)
 

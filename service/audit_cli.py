@@ -113,6 +113,7 @@ def main(argv: list[str]) -> int:
             counted: list[int] = []
 
             def write(tmp: Path) -> None:
+                tmp.chmod(0o600)  # who searched for whom: private like the trail itself
                 with tmp.open("w") as fh:
                     counted.append(_write(rows, fh))
 

@@ -33,6 +33,8 @@ RANK = {role: i for i, role in enumerate(ROLES)}  # each role can do what the on
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 # TPS_API_KEY's name in logs and the audit trail: an admin key kept for compatibility.
 ENV_KEY_NAME = "env:TPS_API_KEY"
+# Names the trail gives callers that hold no key: open reads, the scheduled retention sweep.
+RESERVED_NAMES = frozenset({"anonymous", "retention"})
 
 
 class KeysFileError(ValueError):
@@ -111,6 +113,11 @@ def _locked(path: Path) -> Iterator[None]:
 
 def create_key(path: Path, name: str, role: str) -> str:
     """Add a key; returns the key itself, which is stored nowhere."""
+    if name.lower() in RESERVED_NAMES:
+        raise KeysFileError(
+            f"the key name {name!r} is reserved: the audit trail uses it for "
+            "requests without a key and for the service's own sweeps"
+        )
     if not NAME.match(name):
         raise KeysFileError(
             f"bad key name {name!r}: 1-64 letters, digits and . _ @ -, starting with a letter "

@@ -65,12 +65,14 @@ def main(argv: list[str]) -> int:
             raise NoKeysFileError("no keys file: pass --keys-file or set TPS_KEYS_FILE")
         if args.command == "create":
             key = create_key(path, args.name, args.role)
-            _audit("key_create", {"name": args.name, "role": args.role})
-            print(key)
+            # Shown before anything else can fail: the key works from now on and is stored
+            # nowhere, so a failure to audit it must not leave a live key nobody has seen.
+            print(key, flush=True)
             print(
                 f"created {args.role} key {args.name!r} in {path}; it is shown only this once",
                 file=sys.stderr,
             )
+            _audit("key_create", {"name": args.name, "role": args.role})
         elif args.command == "list":
             for r in read_keys(path):
                 state = f"revoked {_when(r.revoked_at)}" if r.revoked else "active"

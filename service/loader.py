@@ -46,11 +46,11 @@ class Loader:
             job.add_done_callback(_close_when_loaded)
             raise
         except StartupError as err:
-            self._fail(str(err))
+            self.fail(str(err))
             return None
         except Exception as err:
             log.exception("loading failed")
-            self._fail(f"{type(err).__name__}: {err}")
+            self.fail(f"{type(err).__name__}: {err}")
             return None
         try:
             await runtime.searcher.start()
@@ -59,13 +59,13 @@ class Loader:
         except Exception as err:
             log.exception("warm-up failed")
             await close_runtime(runtime)
-            self._fail(f"warm-up failed: {type(err).__name__}: {err}")
+            self.fail(f"warm-up failed: {type(err).__name__}: {err}")
             return None
         self.state = "ready"
         _log_ready(runtime, stats, time.perf_counter() - started)
         return runtime
 
-    def _fail(self, message: str) -> None:
+    def fail(self, message: str) -> None:
         self.state = "failed"
         self.error = message
         log.error("cannot start: %s", message)

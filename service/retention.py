@@ -1,8 +1,10 @@
 """Retention: remove gallery images older than ``TPS_RETENTION_DAYS``, and old audit entries.
 
 An image's age counts from its capture time (``captured_at``), or from when it entered the
-gallery (``added_at``) when it has none. The expired images leave the store in one
-``remove`` call (one commit: a search sees all of them or none of them), then their files go:
+gallery (``added_at``) when it has none or gives a later one (a capture time in the future must
+not keep an image forever). The expired images leave the store in one ``remove`` call (on a
+folder index one commit: a search sees all of them or none of them; Milvus deletes in chunks),
+then their files go:
 only files in the service's image folder, the uploads. An index built from a data set folder
 references the user's own files; retention takes those images out of the gallery (vectors and
 metadata: they can no longer be found or viewed) and leaves the files where they are, since the
@@ -15,6 +17,7 @@ recorded in the audit trail with the ids removed.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,8 @@ from index.gallery_store import GalleryStore
 from index.items import ItemMeta
 from service.audit import AuditLog, Entry
 from service.storage import ImageStore
+
+log = logging.getLogger(__name__)
 
 DAY_S = 86_400.0
 
@@ -33,6 +38,7 @@ class Outcome:
     removed: list[str] = field(default_factory=list)
     files_deleted: int = 0
     files_kept: int = 0  # outside the image folder: the user's own data set
+    files_failed: int = 0  # could not be deleted now; the start-up orphan sweep retries
     dry_run: bool = False
 
     def as_dict(self) -> dict:
@@ -41,6 +47,7 @@ class Outcome:
             "removed": self.removed,
             "files_deleted": self.files_deleted,
             "files_kept": self.files_kept,
+            "files_failed": self.files_failed,
             "dry_run": self.dry_run,
         }
 
@@ -50,7 +57,9 @@ def cutoff_for(days: float, now: float | None = None) -> float:
 
 
 def age_reference(item: ItemMeta) -> float:
-    return item.captured_at if item.captured_at is not None else item.added_at
+    if item.captured_at is None:
+        return item.added_at
+    return min(item.captured_at, item.added_at)
 
 
 def expired(store: GalleryStore, cutoff: float) -> list[ItemMeta]:
@@ -81,10 +90,14 @@ def sweep(
             if item.image_id not in present:
                 continue
             outcome.removed.append(item.image_id)
-            if images.owns(Path(item.source_path)):
-                outcome.files_deleted += images.delete(Path(item.source_path))
-            else:
+            if not images.owns(Path(item.source_path)):
                 outcome.files_kept += 1
+                continue
+            try:  # the store has changed: every removal must still reach the trail below
+                outcome.files_deleted += images.delete(Path(item.source_path))
+            except OSError as err:
+                outcome.files_failed += 1
+                log.warning("retention: cannot delete %s: %s", item.source_path, err)
     outcome.removed.sort()
     if trail is not None:
         trail.record_now(Entry(who[0], who[1], client, "retention", outcome.as_dict()))

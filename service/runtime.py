@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bundle.devices import resolve_device
 from bundle.encoders import Bundle
 from bundle.format import BundleError, BundleMeta, read_meta
 from bundle.parts_encoder import check_parts_runtime, layout_of
@@ -132,8 +133,11 @@ def _parts_hint(settings: Settings, meta: BundleMeta) -> str:
 def _gpu_options(settings: Settings) -> dict[str, object]:
     """Where a FAISS index's GPU copy goes: the encoder's GPU (0 when it encodes on the CPU),
     or sharded over all of them when TPS_INDEX_GPU_SHARDS is on."""
-    encodes_on_gpu = settings.device != "cpu" and torch.cuda.is_available()
-    index = torch.cuda.current_device() if encodes_on_gpu else 0
+    device = resolve_device(settings.device)  # cuda:N names N; plain cuda is the current GPU
+    if device.type != "cuda":
+        index = 0
+    else:
+        index = device.index if device.index is not None else torch.cuda.current_device()
     return {"gpu_device": index, "gpu_shards": settings.index_gpu_shards}
 
 

@@ -245,7 +245,8 @@ class PartWeights(BaseModel):
     """Per-query weights of the part-level score S = w_g cos(g) + (w_c/M) Σ cos(c) +
     (w_f/K) Σ cos(f) (a parts index only): names left out keep the bundle's defaults."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    # Only the alias: ``global_`` is this class's name for it, not the API's.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     global_: float | None = _part_weight("global embedding's", alias="global")
     coarse: float | None = _part_weight("coarse parts' mean")

@@ -50,6 +50,22 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve to anything
 
 
+def reached_on_loopback(request: Request) -> bool:
+    """Whether the connection came in on a loopback address (the ASGI ``server``: the local
+    end of the socket). `python -m service` refuses open reads off loopback at start-up; this
+    also holds when the app is served some other way (``uvicorn --factory ... --host 0.0.0.0``):
+    a request that reached a public address is never let in on open reads. A local end that is
+    not an IP address (a Unix socket, an in-process test client) has no network exposure."""
+    server = request.scope.get("server")
+    host = str(server[0]) if server else ""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return True
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
 def exposure_problem(settings: Settings, keys: KeyRing) -> str | None:
     """Why the service must not start on ``settings.host``, or None."""
     if is_loopback(settings.host):
@@ -105,7 +121,7 @@ def identify(request: Request, supplied: str | None, role: str, open_ok: bool = 
     request without a key through."""
     settings: Settings = request.app.state.settings
     keys: KeyRing = request.app.state.keys
-    if open_ok and settings.open_reads:
+    if open_ok and settings.open_reads and reached_on_loopback(request):
         # Open reads need no key; one that is sent names the caller in the audit trail when it
         # is valid, and is ignored (anonymous) when not, as it would be if it were left out.
         principal = ANONYMOUS

@@ -127,12 +127,18 @@ class Settings(BaseSettings):
     audit_db: Path | None = Field(
         default=None,
         description="SQLite file of the audit trail; default IMAGES-audit.sqlite next to the "
-        "image folder IMAGES (every replica of a shared gallery appends to the same trail).",
+        "image folder IMAGES. Replicas on one host may share it; SQLite's WAL mode needs a "
+        "local disk, so replicas on several hosts each need their own.",
     )
     audit_sync: Literal["full", "normal"] = Field(
         default="full",
         description="SQLite synchronous mode of the trail: full fsyncs every commit (an entry "
         "survives a power cut); normal survives the process being killed, not the machine.",
+    )
+    audit_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a request waits for its audit entry before failing with 503.",
     )
     audit_retention_days: float | None = Field(default=None, gt=0)
     retention_days: float | None = Field(

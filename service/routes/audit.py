@@ -59,6 +59,8 @@ def audit(
     cursor: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     trail: AuditLog | None = request.app.state.audit
+    if trail is None and request.app.state.settings.audit:  # opened once the index has loaded
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the audit trail is opening")
     if trail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the audit trail is off (TPS_AUDIT=false)")
     rows = trail.read(

@@ -1,6 +1,6 @@
 """The encoding record: a gallery encoded one way is never searched with queries encoded
 another, in the folder index and in the Milvus store; indexes made before the record read as
-fp32 / global."""
+unknown precision (any runtime searches them, with a warning) and global layout."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ PARTS = Encoding("fp32", "parts:M=4,K=6,dp=256")
 def test_meta_round_trip_and_defaults() -> None:
     assert Encoding.from_meta(BF16.to_meta()) == BF16
     assert Encoding.from_meta(PARTS.to_meta()) == PARTS
-    assert Encoding.from_meta({}) == Encoding("fp32", "global")
+    assert Encoding.from_meta({}) == Encoding("unknown", "global")
     with pytest.raises(IndexStoreError, match="precision"):
         Encoding("fp16")
     with pytest.raises(IndexMismatchError, match="cannot use"):
@@ -68,18 +68,23 @@ def test_default_is_fp32_global_and_writes_keep_it(tmp_path: Path) -> None:
         assert store.encoding == Encoding() and store.count() == 1
 
 
-def test_folder_index_without_the_record_reads_as_fp32(tmp_path: Path) -> None:
+def test_folder_index_without_the_record_is_of_unknown_precision(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with create_store(tmp_path / "idx", FP, DIM, encoding=BF16) as store:
         store.add(random_unit(2, DIM, 2), fake_items(["a", "b"]))
     with sqlite3.connect(tmp_path / "idx" / MANIFEST_FILE) as conn:  # as an older index was
         conn.execute("DELETE FROM meta WHERE key LIKE 'encoding_%'")
-    with open_store(tmp_path / "idx", FP, DIM, encoding=Encoding()) as store:
-        assert store.encoding == Encoding("fp32", "global") and store.count() == 2
-    with pytest.raises(EncodingMismatchError, match="encoded in fp32"):
-        open_store(tmp_path / "idx", encoding=BF16)
+    for runtime in (Encoding(), BF16):  # either runtime may have built it: both search it
+        opened = open_store(tmp_path / "idx", FP, DIM, encoding=runtime)
+        with caplog.at_level("WARNING"), opened as store:
+            assert store.encoding == Encoding("unknown", "global") and store.count() == 2
+        assert "does not record its encode precision" in caplog.text
+    with pytest.raises(EncodingMismatchError, match="holds global vectors"):  # layout still checked
+        open_store(tmp_path / "idx", encoding=PARTS)
 
 
-def test_milvus_collection_without_the_record_reads_as_fp32(tmp_path: Path) -> None:
+def test_milvus_collection_without_the_record_is_of_unknown_precision(tmp_path: Path) -> None:
     from pymilvus import MilvusClient
 
     from index.milvus_schema import PROP, collection_schema
@@ -90,10 +95,11 @@ def test_milvus_collection_without_the_record_reads_as_fp32(tmp_path: Path) -> N
     props = {PROP + k: v for k, v in (old | {"kind": "flat"}).items()}
     client.create_collection("gallery", schema=collection_schema(DIM), properties=props)
     client.close()
-    with pytest.raises(EncodingMismatchError, match="encoded in fp32"):
-        open_store(spec, FP, DIM, encoding=BF16)
-    with open_store(spec, FP, DIM, encoding=Encoding()) as store:
-        assert store.encoding == Encoding()
+    for runtime in (Encoding(), BF16):
+        with open_store(spec, FP, DIM, encoding=runtime) as store:
+            assert store.encoding == Encoding("unknown")
+    with pytest.raises(EncodingMismatchError, match="holds global vectors"):
+        open_store(spec, FP, DIM, encoding=PARTS)
 
 
 def test_migrate_keeps_the_record(tmp_path: Path) -> None:

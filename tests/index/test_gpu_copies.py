@@ -216,6 +216,31 @@ def test_a_retired_copy_is_freed_and_its_searches_use_the_master() -> None:
     assert copier.gpu.counts["search"] == 1 and copier.gpu.unlocked == []
 
 
+def test_a_failed_gpu_search_leaves_no_reference_that_outlives_the_free() -> None:
+    """The error of a failed search must not carry the copy (in its traceback's frames) past
+    the free: it would then be destroyed outside the lock, wherever the error is dropped."""
+    copier = InstrumentedCopier()
+    copies = GpuCopies("always", copier=copier)
+    watch_lock(copies, copier.gpu)
+    vectors = random_unit(20, DIM, 5)
+    master = faiss_backend.build("flat", DIM, vectors, np.arange(20))
+    snap = Snapshot(0, "9" * 64, DIM, "flat", 20, master, copies.copy(master, "flat"), {})
+
+    def out_of_memory(self: InstrumentedCopy, queries: np.ndarray, k: int) -> tuple:
+        raise RuntimeError("cudaMalloc error out of memory")
+
+    original = InstrumentedCopy.search
+    InstrumentedCopy.search = out_of_memory  # type: ignore[method-assign]
+    try:
+        with pytest.raises(IndexStoreError, match="GPU search failed") as caught:
+            copies.search(snap, vectors[:1], 3)
+    finally:
+        InstrumentedCopy.search = original  # type: ignore[method-assign]
+    assert caught.value.__context__ is None and caught.value.__cause__ is None
+    copies.free(snap)  # the caught error is still alive here: the copy must go now regardless
+    assert copier.gpu.counts["free"] == 1 and copier.gpu.unlocked == []
+
+
 def test_a_free_waits_for_the_search_in_flight() -> None:
     """A free asked for while a search runs on the copy waits for it, then destroys the copy
     under the lock."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -98,6 +99,7 @@ def test_export_cli_writes_jsonl(keyed, tmp_path: Path, capsys: pytest.CaptureFi
     assert audit_main(["export", "--db", str(db), "--key", "rita", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows and all(r["key_name"] == "rita" for r in rows)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # who searched for whom: private
     assert capsys.readouterr().err == f"exported {len(rows)} audit entries\n"
     assert audit_main(["export", "--db", str(db), "--since", "yesterday", "--out", "-"]) == 2
     assert capsys.readouterr().err.startswith("error: not an ISO 8601 time")

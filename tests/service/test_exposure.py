@@ -48,3 +48,26 @@ def test_the_rules(tmp_path: Path) -> None:
     # The deprecated spelling means open reads, under the same rule.
     legacy = settings(tmp_path, host="0.0.0.0", read_requires_key=False)
     assert legacy.open_reads and exposure_problem(legacy, KeyRing(keys_file)) is not None
+
+
+def test_open_reads_never_reach_a_request_that_came_in_on_a_public_address(
+    make_settings,
+) -> None:
+    """Served some other way than `python -m service` (no start-up check), e.g. uvicorn --host
+    0.0.0.0: a request to a public address still needs a key; one to loopback does not."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from tests.service.support import KEY, wait_ready
+
+    app = create_app(make_settings(open_reads=True))
+    body = {"query": "a man in red", "top_k": 1}
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # one client: one event loop
+        wait_ready(client)
+        assert client.post("/v1/search", json=body).status_code == 200
+        for public in ("http://10.0.0.5", "http://[2001:db8::1]"):
+            url = f"{public}/v1/search"  # the request's host is the ASGI server address
+            assert client.post(url, json=body).status_code == 401
+            assert client.post(url, json=body, headers=KEY).status_code == 200
+        mapped = "http://[::ffff:127.0.0.1]/v1/search"
+        assert client.post(mapped, json=body).status_code == 200

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from service.audit import AuditLog
-from service.keys import KeyRing, create_key, hash_key, read_keys, revoke_key
+from service.keys import KeyRing, KeysFileError, create_key, hash_key, read_keys, revoke_key
 from service.keys_cli import main as keys_main
 
 
@@ -106,3 +106,10 @@ def test_key_changes_are_audited_when_a_trail_is_configured(
     ]
     assert all(e["key_name"].startswith("cli:") for e in entries)
     assert key not in db.read_bytes().decode(errors="replace")
+
+
+@pytest.mark.parametrize("name", ["anonymous", "Retention"])
+def test_the_trails_own_names_are_reserved(tmp_path: Path, name: str) -> None:
+    with pytest.raises(KeysFileError, match="reserved"):
+        create_key(tmp_path / "keys.json", name, "admin")
+    assert not (tmp_path / "keys.json").exists()

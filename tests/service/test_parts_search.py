@@ -143,6 +143,7 @@ def test_a_batch_takes_the_weights_of_single_searches(client: TestClient) -> Non
         ({"fine": 100.5}, "less than or equal to 100"),
         ({"global": 0, "coarse": 0, "fine": 0}, "must be > 0"),
         ({"hands": 1.0}, "hands"),
+        ({"global_": 1.0}, "global_"),  # the field's name in code is not the API's
         ({"coarse": "1"}, "valid number"),
     ],
 )

@@ -103,3 +103,15 @@ def test_the_scheduled_sweep_runs_on_its_own(make_settings: Callable[..., Settin
         entries = client.get("/v1/audit", params={"action": "retention"}, headers=KEY).json()
         assert [e["details"]["removed"] for e in entries["entries"]] == [[old]]
         assert entries["entries"][0]["key_name"] == "retention"
+
+
+def test_a_capture_time_in_the_future_does_not_keep_an_image_forever() -> None:
+    from index.items import ItemMeta
+    from service.retention import age_reference
+
+    def item(captured: float | None) -> ItemMeta:
+        return ItemMeta("a", None, "a.jpg", "0" * 64, 1_000.0, captured_at=captured)
+
+    assert age_reference(item(None)) == 1_000.0
+    assert age_reference(item(500.0)) == 500.0  # captured before it was added: the capture
+    assert age_reference(item(9e9)) == 1_000.0  # "captured" after it was added: the upload
