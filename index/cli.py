@@ -161,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     search.add_argument("--use-gpu", choices=USE_GPU, default="auto", help="FAISS search on GPU")
     _add_parts(search)
+    search.add_argument(
+        "--weights",
+        type=_part_weights,
+        metavar="NAME=W,...",
+        help="with --parts: part weights of this query, e.g. global=1,coarse=0.5,fine=2 "
+        "(names left out keep the bundle's)",
+    )
     _add_filter(search)
 
     rebuild = commands.add_parser("rebuild", help="re-encode every image with another bundle")
@@ -373,6 +380,20 @@ def cmd_info(args: argparse.Namespace) -> Any:
     return {**stats, "store_kind": store_kind(args.index)}
 
 
+def _part_weights(text: str) -> dict[str, float]:
+    """``global=1,coarse=0.5`` → {"global": 1.0, "coarse": 0.5} (checked later, with the rest)."""
+    weights: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise argparse.ArgumentTypeError(f"not NAME=NUMBER: {item!r}")
+    return weights
+
+
 def cmd_search(args: argparse.Namespace) -> Any:
     from index.example_search import ExampleQuery, search_by_example
 
@@ -386,7 +407,10 @@ def cmd_search(args: argparse.Namespace) -> Any:
         alpha=args.alpha,
         beta=args.beta,
         keep_examples=args.keep_examples,
+        weights=args.weights,
     )
+    if args.weights is not None and not args.parts:
+        raise GallerySourceError("--weights apply in parts mode only: add --parts")
     query.check()
     where = cli_inputs.search_filter(args)
     with closing(_open_for(args.index, args.bundle, args.use_gpu, _encoding(args))) as index:

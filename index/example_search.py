@@ -9,7 +9,7 @@ for as many more hits as there are examples, so k results remain.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bundle.images import ImageDecodeError, decode_file
+from bundle.parts_layout import PartsWeightsError, check_weights
 from index.errors import IndexStoreError
 from index.filters import GalleryFilter
 from index.gallery_sources import GallerySourceError
@@ -37,9 +38,15 @@ class ExampleQuery:
     alpha: float = DEFAULT_ALPHA
     beta: float = DEFAULT_BETA
     keep_examples: bool = False
+    weights: Mapping[str, float] | None = None  # parts mode: the part weights of this query
 
     def check(self) -> None:
         """Refuse what cannot be searched for, before any model is loaded."""
+        if self.weights is not None:
+            try:
+                check_weights(self.weights)
+            except PartsWeightsError as err:
+                raise GallerySourceError(str(err)) from None
         if self.text is not None and not self.text.strip():
             raise GallerySourceError("--query is empty")
         if self.text is None and not self.positive_ids and self.image is None:
@@ -89,8 +96,11 @@ def search_by_example(
     negatives = stored_vectors(store, list(dict.fromkeys(query.negative_ids)))
     if query.image is not None:
         positives = np.concatenate([positives, image_vector(bundle, query.image)])
-    text = bundle.encode_text([query.text])[0] if query.text is not None else None
     parts = bundle.parts
+    if query.weights is not None and parts is None:
+        raise GallerySourceError("--weights apply in parts mode only: add --parts")
+    weights = {**parts.weights, **(query.weights or {})} if parts is not None else None
+    text = bundle.encode_text([query.text], weights)[0] if query.text is not None else None
     if text is not None and not len(positives) and not len(negatives):
         vector = text  # a plain text search, exactly as before examples existed
     else:
@@ -102,7 +112,7 @@ def search_by_example(
                 query.alpha,
                 query.beta,
                 parts=parts.layout if parts is not None else None,
-                weights=parts.weights if parts is not None else None,
+                weights=weights,
             )
         except QueryVectorError as err:
             raise GallerySourceError(str(err)) from None

@@ -78,6 +78,25 @@ def test_a_parts_index_scores_s(
     )  # fmt: skip
     assert by_example[0]["image_id"] == hits[0]["image_id"]
     assert by_example[0]["score"] == pytest.approx(3.0, abs=1e-3)  # w_g + w_c + w_f, all cos 1
+    # Per-query part weights: scores are S with those weights.
+    weights = {"global": 0.5, "fine": 3.0}
+    weighed = _run(
+        capsys, "search", index, "--bundle", parts_bundle, "--query", QUERY, "-k", "50",
+        "--device", "cpu", "--use-gpu", "never", "--parts", "--weights", "global=0.5,fine=3",
+    )  # fmt: skip
+    query = bundle.encode_text([QUERY], weights)[0]
+    for hit in weighed:
+        image = bundle.preprocess(decode_file(files[hit["image_id"]]))[None]
+        s = float(bundle.encode_images(image)[0] @ query)
+        assert hit["score"] == pytest.approx(s, abs=1e-4)
+    assert [h["image_id"] for h in weighed] != [h["image_id"] for h in hits]
+    search = ["search", index, "--bundle", parts_bundle, "--query", QUERY, "--device", "cpu"]
+    assert "parts mode only" in _fails(capsys, *search, "--weights", "fine=2")
+    assert "must be in [0, 100]" in _fails(capsys, *search, "--parts", "--weights", "fine=-1")
+    assert "unknown weights" in _fails(capsys, *search, "--parts", "--weights", "hands=1")
+    with pytest.raises(SystemExit) as bad_syntax:  # argparse: exit 2 with one line
+        main([*[str(a) for a in search], "--parts", "--weights", "fine"])
+    assert bad_syntax.value.code == 2 and "NAME=NUMBER" in capsys.readouterr().err
     # Rebuild re-encodes global galleries only: a parts gallery is refused, untouched.
     err = _fails(capsys, "rebuild", index, *common)
     assert "holds parts vectors" in err and "--parts" in err
