@@ -21,6 +21,7 @@ why instead of stopping the others.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -142,9 +143,17 @@ def _synthetic(work: Path, ids: int) -> tuple[list[str], list[Path]]:
 
 
 def _encoders(bundle_dir: Path, device: torch.device, precision: str) -> Any:
+    """The bundle's encoders, loaded (and its weights hashed) once per device and precision."""
+    from bundle.torch_runtime import resolve_precision
+
+    return _loaded(bundle_dir, str(device), resolve_precision(precision, device))
+
+
+@functools.cache
+def _loaded(bundle_dir: Path, device: str, precision: str) -> Any:
     from bundle.encoders import Bundle
 
-    return Bundle(bundle_dir, device=str(device), precision=precision)
+    return Bundle(bundle_dir, device=device, precision=precision)
 
 
 def _images(bundle: Any, paths: list[Path]) -> torch.Tensor:
@@ -236,6 +245,7 @@ def text_encode(device: torch.device, sizes: Sizes, work: Path) -> dict[str, Any
     return {"precision": bundle.precision, **rows}
 
 
+@functools.cache  # 1M × 512 is 2 GiB of draws: made once for every search row (read only)
 def _gallery(rows: int, dim: int = 512, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((rows, dim), dtype=np.float32)

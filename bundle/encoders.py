@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bundle.devices import resolve_device
-from bundle.format import META_FILE, BundleError, compute_fingerprint, read_meta
+from bundle.format import BundleError, read_meta, verify_fingerprint
 from bundle.openclip_import import import_open_clip
 from bundle.parts_encoder import PartsEncoder, check_parts_runtime
 from bundle.parts_layout import GLOBAL_LAYOUT
@@ -47,8 +47,8 @@ class Bundle:
     ) -> None:
         self.path = Path(bundle_dir)
         self.meta = read_meta(self.path)
-        if verify and compute_fingerprint(self.path) != self.meta.fingerprint:
-            raise BundleError(f"{self.path}: weights do not match the fingerprint in {META_FILE}")
+        if verify:
+            verify_fingerprint(self.path, self.meta)
         if parts:
             check_parts_runtime(runtime)
         open_clip = import_open_clip()

@@ -64,14 +64,20 @@ def parts_fingerprint(weights_sha: str, head_sha: str, parts: dict[str, Any]) ->
     return hashlib.sha256(f"{weights_sha}\n{head_sha}\n{canonical}".encode()).hexdigest()
 
 
-def compute_fingerprint(bundle_dir: Path) -> str:
+def compute_fingerprint(bundle_dir: Path, meta: BundleMeta | None = None) -> str:
     """The fingerprint the bundle's files give now (compare with the recorded one)."""
     bundle_dir = Path(bundle_dir)
     weights_sha = sha256_file(bundle_dir / WEIGHTS_FILE)
-    parts = read_meta(bundle_dir).extra.get("parts")
+    parts = (meta or read_meta(bundle_dir)).extra.get("parts")
     if parts is None:
         return weights_sha
     return parts_fingerprint(weights_sha, sha256_file(bundle_dir / PARTS_FILE), parts)
+
+
+def verify_fingerprint(bundle_dir: Path, meta: BundleMeta) -> None:
+    """Refuse a bundle whose files no longer give the fingerprint ``meta`` records."""
+    if compute_fingerprint(bundle_dir, meta) != meta.fingerprint:
+        raise BundleError(f"{bundle_dir}: weights do not match the fingerprint in {META_FILE}")
 
 
 def preprocess_cfg(image_size: tuple[int, int], mean: list[float], std: list[float]) -> dict:

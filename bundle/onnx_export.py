@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bundle.format import META_FILE, BundleError, compute_fingerprint, read_meta, sha256_file
+from bundle.format import BundleError, read_meta, sha256_file, verify_fingerprint
 from bundle.fsio import replace_atomic
 from bundle.onnx_files import GRAPH_FILES, OnnxRecord, read_record, write_record
 from bundle.openclip_import import import_open_clip
@@ -130,8 +130,7 @@ def export_onnx(bundle_dir: Path) -> OnnxRecord:
 
     bundle_dir = Path(bundle_dir)
     meta = read_meta(bundle_dir)
-    if compute_fingerprint(bundle_dir) != meta.fingerprint:
-        raise BundleError(f"{bundle_dir}: weights do not match the fingerprint in {META_FILE}")
+    verify_fingerprint(bundle_dir, meta)
     open_clip = import_open_clip()
     clip = load_clip(bundle_dir, torch.device("cpu"))
     tokenizer = open_clip.get_tokenizer(f"local-dir:{bundle_dir}")

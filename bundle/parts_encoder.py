@@ -100,15 +100,7 @@ class PartsEncoder:
     def _run(
         self, fn: Callable[..., tuple[torch.Tensor, PartEmbeddings]], *args: torch.Tensor
     ) -> np.ndarray:
-        dtype = getattr(self.runtime, "autocast_dtype", None)
-        device = self.runtime.device
-        with torch.inference_mode():
-            args = tuple(a.to(device, non_blocking=True) for a in args)
-            if dtype is not None:
-                with torch.autocast(device.type, dtype=dtype):
-                    g, parts = fn(*args)
-            else:
-                g, parts = fn(*args)
+        g, parts = self.runtime.run(fn, *args)  # the towers' own device and precision
         return self.layout.join(
             g.float().cpu().numpy(),
             parts.coarse.float().cpu().numpy(),

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from bundle.format import BundleError, BundleMeta
+from bundle.torch_runtime import PRECISIONS as PRECISIONS  # the flags' choices, with runtimes
+from bundle.torch_runtime import TorchRuntime, check_precision, resolve_precision
 
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 RUNTIME_ENV = "TPS_RUNTIME"
@@ -32,7 +34,6 @@ RUNTIME_HELP = (
     "torch | onnx | onnx-int8: what runs the towers (onnx needs `python -m bundle export-onnx`; "
     f"default: ${RUNTIME_ENV}, else torch)"
 )
-PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_ENV = "TPS_PRECISION"
 PRECISION_HELP = (
     "auto | fp32 | bf16: the torch runtime's compute precision (auto: bf16 on a GPU, fp32 on "
@@ -71,24 +72,19 @@ def default_runtime(given: str | None = None) -> str:
 
 def default_precision(given: str | None = None) -> str:
     """``given`` (a ``--precision`` flag), else ``$TPS_PRECISION``, else ``auto``."""
-    precision = given or os.environ.get(PRECISION_ENV, "").strip() or "auto"
-    if precision not in PRECISIONS:
-        raise BundleError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
-    return precision
+    return check_precision(given or os.environ.get(PRECISION_ENV, "").strip() or "auto")
 
 
 def runtime_precision(name: str, device: str, precision: str = "auto") -> str:
     """``fp32`` or ``bf16``: how runtime ``name`` on ``device`` will encode, without loading it
     (so a store can be checked against it first)."""
     check_runtime(name)
-    if precision not in PRECISIONS:
-        raise BundleError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    check_precision(precision)
     if name != "torch":
         if precision == "bf16":
             raise BundleError(f"the {name} runtime computes in fp32; bf16 needs --runtime torch")
         return "fp32"
     from bundle.devices import resolve_device
-    from bundle.torch_runtime import resolve_precision
 
     return resolve_precision(precision, resolve_device(device))
 
@@ -98,8 +94,6 @@ def open_runtime(
 ) -> EncoderRuntime:
     runtime_precision(name, device, precision)  # refuses bf16 on ONNX before anything loads
     if name == "torch":
-        from bundle.torch_runtime import TorchRuntime
-
         return TorchRuntime(bundle_dir, device, precision)
     from bundle.onnx_runtime import OnnxRuntime
 

@@ -9,7 +9,9 @@ gallery (index/encoding.py): a bf16 gallery is searched with bf16 queries, and v
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,11 +36,15 @@ def load_clip(bundle_dir: Path, device: torch.device) -> nn.Module:
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``fp32`` or ``bf16``: what ``precision`` means on ``device``."""
+def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise BundleError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
-    if precision == "auto":
+    return precision
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16``: what ``precision`` means on ``device``."""
+    if check_precision(precision) == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return precision
 
@@ -58,18 +64,19 @@ class TorchRuntime:
         # bf16 autocast halves the bandwidth; outputs are cast back to float32.
         self.autocast_dtype = torch.bfloat16 if self.precision == "bf16" else None
 
-    def _run(self, module: nn.Module, x: torch.Tensor) -> np.ndarray:
+    def run(self, fn: Callable[..., Any], *inputs: torch.Tensor) -> Any:
+        """``fn(*inputs)`` on this runtime's device and precision, without autograd: the one
+        place the towers (and the part head, bundle/parts_encoder.py) are computed."""
         with torch.inference_mode():
-            x = x.to(self.device, non_blocking=True)
-            if self.autocast_dtype is not None:
-                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                    out = module(x)
-            else:
-                out = module(x)
-        return out.float().cpu().numpy()
+            inputs = tuple(x.to(self.device, non_blocking=True) for x in inputs)
+            if self.autocast_dtype is None:
+                return fn(*inputs)
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                return fn(*inputs)
 
     def encode_tokens(self, tokens: np.ndarray) -> np.ndarray:
-        return self._run(self.text, torch.from_numpy(np.ascontiguousarray(tokens, np.int64)))
+        x = torch.from_numpy(np.ascontiguousarray(tokens, np.int64))
+        return self.run(self.text, x).float().cpu().numpy()
 
     def encode_images(self, images: torch.Tensor) -> np.ndarray:
-        return self._run(self.image, images)
+        return self.run(self.image, images).float().cpu().numpy()

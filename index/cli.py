@@ -29,7 +29,7 @@ from bundle.runtimes import (
     runtime_precision,
 )
 from index import cli_inputs
-from index.encoding import Encoding
+from index.encoding import Encoding, encoding_of
 from index.errors import IndexStoreError
 from index.faiss_backend import KINDS, USE_GPU
 from index.gallery_sources import ALL_SPLITS, DATASETS, GallerySourceError
@@ -260,19 +260,12 @@ def _open_for(
     from index.stores import open_store
 
     meta = read_meta(bundle)
-    if encoding is None or encoding.layout == "global":
-        return open_store(spec, meta.fingerprint, meta.embed_dim, use_gpu, encoding=encoding)
-    from bundle.parts_encoder import layout_of
-    from index.errors import IndexMismatchError
+    dim = meta.embed_dim
+    if encoding is not None and encoding.layout != "global":
+        from bundle.parts_encoder import layout_of
 
-    # The recorded layout first: "holds global vectors" says more than a width would.
-    store = open_store(spec, meta.fingerprint, None, use_gpu, encoding=encoding)
-    if store.dim != layout_of(meta).dim:
-        store.close()
-        raise IndexMismatchError(
-            f"{spec} holds {store.dim}-dimensional vectors, not the parts layout's"
-        )
-    return store
+        dim = layout_of(meta).dim
+    return open_store(spec, meta.fingerprint, dim, use_gpu, encoding=encoding)
 
 
 def _ingest_report(index: GalleryStore, report: Any) -> dict[str, Any]:
@@ -312,7 +305,7 @@ def cmd_build(args: argparse.Namespace) -> Any:
     from index.stores import create_store
 
     bundle = _load_bundle(args.bundle, args.device, args.runtime, args.precision, args.parts)
-    recorded = Encoding(bundle.precision, bundle.layout)
+    recorded = encoding_of(bundle)
     encoding = (args.batch_size, args.workers, not args.quiet)
     if store_kind(args.out) == "faiss":
         # Assembled aside and put in place whole: a failed build leaves nothing at --out.

@@ -28,12 +28,12 @@ from index.exclusive import ExclusiveWriter
 from index.filtered_search import search_among
 from index.filters import GalleryFilter
 from index.gpu_copies import Copier, GpuCopies
-from index.inputs import as_matrix, check_item, check_normalised, plan_add, plan_upsert
+from index.inputs import as_matrix, check_item, checked_vectors, plan_add, plan_upsert
 from index.items import AddResult, Hit, ItemMeta
 from index.layout import FORMAT, VERSION, sweep, write_info_if_stale
 from index.loading import Expected, check_meta, load_committed
 from index.manifest import MANIFEST_FILE, Manifest, Row
-from index.publish import create_empty, staging
+from index.publish import create_empty
 from index.snapshot import Labels, Snapshot, SnapshotSlot
 
 log = logging.getLogger(__name__)
@@ -87,14 +87,7 @@ class GalleryIndex:
         encoding = encoding or Encoding()
         faiss_backend.check_kind(kind)
         faiss_backend.resolve_use_gpu(use_gpu, kind)
-        # Assembled aside with its encoding recorded, then put in place whole.
-        with staging(path) as tmp:
-            create_empty(tmp, fingerprint, dim, kind)
-            manifest = Manifest.open(tmp / MANIFEST_FILE)
-            try:
-                manifest.commit(0, {**encoding.to_meta(), "generation": 0})
-            finally:
-                manifest.close()
+        create_empty(path, fingerprint, dim, kind, encoding.to_meta())  # written aside, renamed
         return cls.open(
             path,
             fingerprint,
@@ -292,10 +285,7 @@ class GalleryIndex:
         for item in items:
             check_item(item)
         with self._writing() as snap:
-            x = as_matrix(vectors, snap.dim, "vectors")
-            if len(x) != len(items):
-                raise IndexStoreError(f"{len(x)} vectors for {len(items)} items")
-            check_normalised(x)
+            x = checked_vectors(vectors, items, snap.dim)
             keep, duplicates = plan_add(self._manifest, items)
             if not keep:
                 return AddResult([], duplicates)
@@ -317,10 +307,7 @@ class GalleryIndex:
         for item in items:
             check_item(item)
         with self._writing() as snap:
-            x = as_matrix(vectors, snap.dim, "vectors")
-            if len(x) != len(items):
-                raise IndexStoreError(f"{len(x)} vectors for {len(items)} items")
-            check_normalised(x)
+            x = checked_vectors(vectors, items, snap.dim)
             if not items:
                 return
             keep, present = plan_upsert(self._manifest, items)

@@ -42,6 +42,15 @@ def check_normalised(x: np.ndarray) -> None:
         )
 
 
+def checked_vectors(vectors: np.ndarray, items: Sequence[ItemMeta], dim: int) -> np.ndarray:
+    """A write's vectors as a float32 matrix: one unit row per item, or IndexStoreError."""
+    x = as_matrix(vectors, dim, "vectors")
+    if len(x) != len(items):
+        raise IndexStoreError(f"{len(x)} vectors for {len(items)} items")
+    check_normalised(x)
+    return x
+
+
 def check_item(item: ItemMeta) -> None:
     if not isinstance(item, ItemMeta):
         raise IndexStoreError(f"items must be ItemMeta, got {type(item).__name__}")

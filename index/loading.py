@@ -62,11 +62,12 @@ def check_meta(folder: Path, meta: dict[str, str], expected: Expected) -> None:
             f"{expected.fingerprint[:12]}: search it with that bundle, or re-encode the gallery "
             "with `python -m index rebuild`"
         )
+    # The encoding before the width: it names the setting to change (see index/milvus_store.py).
+    check(Encoding.from_meta(meta), expected.encoding, str(folder))
     if expected.dim is not None and int(meta["dim"]) != expected.dim:
         raise IndexMismatchError(
             f"{folder} holds {meta['dim']}-dimensional vectors, the bundle makes {expected.dim}"
         )
-    check(Encoding.from_meta(meta), expected.encoding, str(folder))
 
 
 def load_committed(folder: Path, manifest: Manifest, expected: Expected) -> Committed:

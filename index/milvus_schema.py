@@ -111,7 +111,7 @@ def read_meta(described: dict[str, Any], location: str) -> dict[str, Any]:
     vector = next((f for f in described.get("fields", []) if f.get("name") == "vector"), None)
     if vector is None or int(vector.get("params", {}).get("dim", -1)) != dim:
         raise IndexCorruptError(f"{location}: the vector field disagrees with dim={dim}")
-    # Galleries made before the encoding was recorded read as fp32 / global.
+    # Galleries made before the encoding was recorded: unknown precision, global layout.
     encoding = Encoding.from_meta(meta)
     return {
         "version": version,

@@ -33,6 +33,7 @@ from pymilvus import MilvusClient
 from index.encoding import Encoding, check
 from index.errors import IndexMismatchError, IndexStoreError
 from index.filters import GalleryFilter
+from index.inputs import checked_vectors
 from index.items import AddResult, Hit, ItemMeta
 from index.milvus_connection import (
     MilvusCollection,
@@ -68,7 +69,6 @@ from index.milvus_schema import (
 from index.milvus_search import MAX_K, search
 from index.milvus_writes import (
     add_new,
-    checked_vectors,
     plan,
     remove_present,
     settle_races,
@@ -185,11 +185,13 @@ class MilvusStore:
                     f"{fingerprint[:12]}: search it with that bundle, or re-encode the gallery "
                     "into a new store"
                 )
+            # The encoding before the width: "holds global vectors, the bundle is used in parts
+            # mode" says what to change; a width mismatch would only follow from it.
+            check(meta["encoding"], encoding, where)
             if dim is not None and meta["dim"] != dim:
                 raise IndexMismatchError(
                     f"{where} holds {meta['dim']}-dimensional vectors, the bundle makes {dim}"
                 )
-            check(meta["encoding"], encoding, where)
             with errors(f"load {where}"):
                 client.load_collection(collection)
             return cls(client, uri, collection, meta)

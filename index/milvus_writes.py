@@ -28,8 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from index.errors import IndexStoreError
-from index.inputs import as_matrix, check_normalised, plan_add, plan_upsert
+from index.inputs import plan_add, plan_upsert
 from index.items import AddResult, ItemMeta
 from index.milvus_connection import MilvusCollection
 from index.milvus_paging import PAGE, chunks, query_in, rows_by_id
@@ -44,14 +43,6 @@ REQUEST_BYTES = 16 << 20  # one write request at most (Milvus accepts 64 MiB by 
 
 def rows_per_request(dim: int) -> int:
     return max(1, REQUEST_BYTES // (4 * dim + 8192))
-
-
-def checked_vectors(vectors: np.ndarray, items: list[ItemMeta], dim: int) -> np.ndarray:
-    x = as_matrix(vectors, dim, "vectors")
-    if len(x) != len(items):
-        raise IndexStoreError(f"{len(x)} vectors for {len(items)} items")
-    check_normalised(x)
-    return x
 
 
 def holders(col: MilvusCollection, shas: Sequence[str]) -> dict[str, list[str]]:

@@ -53,8 +53,11 @@ def staging(path: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def create_empty(path: Path, fingerprint: str, dim: int, kind: str) -> None:
-    """Write an empty generation-0 index at ``path`` (absent or an empty folder)."""
+def create_empty(
+    path: Path, fingerprint: str, dim: int, kind: str, extra_meta: dict[str, str] | None = None
+) -> None:
+    """Write an empty generation-0 index at ``path`` (absent or an empty folder); ``extra_meta``
+    joins its manifest meta (the encoding record, index/encoding.py)."""
     if not isinstance(fingerprint, str) or not fingerprint:
         raise IndexStoreError("an index needs the bundle fingerprint it is built for")
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
@@ -63,7 +66,7 @@ def create_empty(path: Path, fingerprint: str, dim: int, kind: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir(path.parent, f".{path.name}.creating-")
     try:
-        _write_empty(tmp, fingerprint, dim, kind)
+        _write_empty(tmp, fingerprint, dim, kind, extra_meta or {})
         try:
             os.replace(tmp, path)  # Linux renames over an empty folder, never a full one
         except OSError as err:
@@ -74,7 +77,9 @@ def create_empty(path: Path, fingerprint: str, dim: int, kind: str) -> None:
     log.debug("created %s index at %s (dim %d, bundle %s)", kind, path, dim, fingerprint[:12])
 
 
-def _write_empty(folder: Path, fingerprint: str, dim: int, kind: str) -> None:
+def _write_empty(
+    folder: Path, fingerprint: str, dim: int, kind: str, extra_meta: dict[str, str]
+) -> None:
     size = faiss_backend.write(faiss_backend.new_index(kind, dim), folder / vectors_file(0))
     meta = {
         "format": FORMAT,
@@ -87,6 +92,7 @@ def _write_empty(folder: Path, fingerprint: str, dim: int, kind: str) -> None:
         "faiss_bytes": size,
         "count": 0,
         "created_at": time.time(),
+        **extra_meta,
     }
     Manifest.create(folder / MANIFEST_FILE, meta).close()
     content = info(fingerprint=fingerprint, dim=dim, kind=kind, count=0, generation=0)

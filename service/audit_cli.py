@@ -12,7 +12,6 @@ import os
 import sqlite3
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 
 from bundle.cli import OneLineParser, run_command
 from bundle.fsio import replace_atomic
+from index.metadata_fields import iso_seconds
 from service.audit import query
 
 PAGE = 1000
@@ -31,10 +31,9 @@ class AuditCliError(ValueError):
 
 def _time(text: str) -> float:
     try:
-        value = datetime.fromisoformat(text)
+        return iso_seconds(text)  # the one reading of a time (CLI, sidecars, API)
     except ValueError:
         raise AuditCliError(f"not an ISO 8601 time: {text!r}") from None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 def _parser() -> OneLineParser:

@@ -187,6 +187,11 @@ class KeyRing:
         self._refresh()
         return self._any_file_key
 
+    @property
+    def knows_keys(self) -> bool:
+        """``has_keys`` as of the last look at the file (no new ``stat``)."""
+        return self._any_file_key
+
     def lookup(self, supplied: str) -> Principal | None:
         """The principal of a key, or None. Every stored hash is compared, each in constant
         time, so the time taken says nothing about which key (or how much of one) matched."""

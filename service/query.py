@@ -128,6 +128,8 @@ class QueryJob:
     where: GalleryFilter | None = None
     examples: Examples | None = None
     weights: Mapping[str, float] | None = field(default=None, compare=False)  # parts mode
+    # The text's token count when the caller has it (the batcher groups by it): counted once.
+    tokens: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -283,14 +285,13 @@ class Searcher:
         nothing to search for."""
         asked = [SearchQuery(q) if isinstance(q, str) else q for q in queries]
         context = self.bundle.meta.context_length
-        truncated = [
-            q.text is not None and self.bundle.token_count(q.text) > context for q in asked
-        ]
+        counts = [self.bundle.token_count(q.text) if q.text is not None else 0 for q in asked]
+        truncated = [count > context for count in counts]
         base = min(MAX_FETCH, top_k * OVERFETCH) if unique_persons else top_k
         fetches = [min(MAX_FETCH, base + len(q.exclude)) for q in asked]
         jobs = [
-            QueryJob(q.text, fetch, where, q.examples, q.weights)
-            for q, fetch in zip(asked, fetches, strict=True)
+            QueryJob(q.text, fetch, where, q.examples, q.weights, tokens=count)
+            for q, fetch, count in zip(asked, fetches, counts, strict=True)
         ]
         answers = await self.batcher.submit(jobs)
         outcomes = []

@@ -269,7 +269,11 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
 
 
 def _query_length(bundle: Bundle, job: object) -> int:
-    """Token count of a queued query's text (0 for a query of example images only)."""
+    """Token count of a queued query's text (0 for a query of example images only); the count
+    the searcher already made when it has one."""
+    counted = getattr(job, "tokens", None)
+    if counted is not None:
+        return counted
     text = getattr(job, "text", None)
     return bundle.token_count(text) if text else 0
 

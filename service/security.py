@@ -103,7 +103,15 @@ def _check_key(settings: Settings, supplied: str | None) -> None:
 INVALID_KEY = "the API key is not valid (unknown or revoked)"
 
 
-def _principal(settings: Settings, keys: KeyRing, supplied: str) -> Principal:
+def _writes_disabled() -> HTTPException:
+    return HTTPException(
+        status.HTTP_403_FORBIDDEN,
+        "writes are disabled: no API key is configured on the server "
+        "(set TPS_KEYS_FILE or TPS_API_KEY)",
+    )
+
+
+def _principal(settings: Settings, keys: KeyRing, supplied: str, open_ok: bool = True) -> Principal:
     try:
         principal = keys.lookup(supplied)
     except KeysFileError as err:
@@ -111,6 +119,8 @@ def _principal(settings: Settings, keys: KeyRing, supplied: str) -> Principal:
     if principal is not None:
         return principal
     if settings.api_key is None:
+        if not open_ok and not keys.knows_keys:  # no keys at all: the route is simply off
+            raise _writes_disabled()
         raise _unauthorized(INVALID_KEY)
     _check_key(settings, supplied)
     return Principal(ENV_KEY_NAME, "admin")  # kept for compatibility: one key that does all
@@ -133,19 +143,17 @@ def identify(request: Request, supplied: str | None, role: str, open_ok: bool = 
                     raise
         request.state.principal = principal
         return principal
-    try:
-        any_keys = settings.api_key is not None or keys.has_keys
-    except KeysFileError as err:
-        raise HTTPException(503, f"the keys file cannot be read: {err}") from None
-    if not any_keys and not open_ok:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            "writes are disabled: no API key is configured on the server "
-            "(set TPS_KEYS_FILE or TPS_API_KEY)",
-        )
+    # One look at the keys file per request: whether there are keys at all matters only when
+    # none was sent or the one sent is unknown (_principal then says so).
     if not supplied:
+        try:
+            any_keys = settings.api_key is not None or keys.has_keys
+        except KeysFileError as err:
+            raise HTTPException(503, f"the keys file cannot be read: {err}") from None
+        if not any_keys and not open_ok:
+            raise _writes_disabled()
         raise _unauthorized(f"this request needs an API key in the {API_KEY_HEADER} header")
-    principal = _principal(settings, keys, supplied)
+    principal = _principal(settings, keys, supplied, open_ok)
     request.state.principal = principal
     if not principal.can(role):
         raise HTTPException(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from service.audit import AuditLog
 from service.deps import RuntimeDep
+from service.metadata import MetadataError, parse_time
 from service.retention import cutoff_for, sweep
 from service.schemas import ErrorResponse
 from service.security import caller, require_admin_key
@@ -30,15 +30,14 @@ TIME = "ISO 8601, e.g. 2026-01-31T08:00:00Z; no zone means UTC"
 
 
 def _seconds(text: str | None, name: str) -> float | None:
-    """An ISO 8601 time as seconds since the epoch; read by hand (not as a datetime parameter),
-    which would also take a bare number of seconds."""
+    """An ISO 8601 time as seconds since the epoch, read as every other time of the API is
+    (not as a datetime parameter, which would also take a bare number of seconds)."""
     if text is None:
         return None
     try:
-        value = datetime.fromisoformat(text)
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()  # no zone: UTC
-    except (OverflowError, ValueError, OSError):  # not ISO 8601, or out of range once in UTC
-        raise HTTPException(422, f"{name} must be an ISO 8601 time ({TIME})") from None
+        return parse_time(text, name)
+    except MetadataError as err:
+        raise HTTPException(422, str(err)) from None
 
 
 @router.get(
