@@ -13,21 +13,25 @@ PORT ?= 8000
 FAISS ?= cpu
 DEMO_MINUTES ?= 6
 
-.PHONY: install lint test demo data contact-sheet train index serve bench accuracy \
+.PHONY: install lock lint test demo data contact-sheet train index serve bench accuracy \
 	browser clean device-wheels
 
-# Idempotent: the stamp (one per FAISS flavour) changes only when pyproject.toml does. torch is
-# pinned in the same command so no resolver step can swap in a multi-GB CUDA build. faiss-cpu and
-# faiss-gpu ship the same faiss/ files, so switching flavours removes the other one first
-# (milvus-lite, which needs faiss-cpu, comes with the cpu flavour only).
-OTHER_FAISS := $(if $(filter gpu,$(FAISS)),faiss-cpu milvus-lite,faiss-gpu)
+# Every install is one lock (locks/, README "Installing"): the virtualenv becomes exactly
+# locks/$(FAISS)-py3XX.txt, hash-checked, with no resolver step, then the project is added
+# editable. Idempotent: the stamp (one per FAISS flavour) changes only when a lock or
+# pyproject.toml does. Switching flavours removes the other FAISS wheel (both ship faiss/).
 install: $(VENV)/.installed-$(FAISS)
-$(VENV)/.installed-$(FAISS): pyproject.toml
+$(VENV)/.installed-$(FAISS): pyproject.toml $(wildcard locks/*.txt locks/*.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip uninstall -q -y $(OTHER_FAISS) 2>/dev/null || true
-	$(PY) -m pip install -q torch==2.13.0 -e ".[$(FAISS),dev]"
+	$(PY) -m locks.sync $(FAISS)
 	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	touch $@
+
+# After any change to pyproject.toml's dependencies: re-resolve all four locks (only what the
+# change needs moves; UPGRADE=1 moves everything to the newest allowed), then commit them.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m locks.compile $(if $(UPGRADE),--upgrade)
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -75,12 +79,16 @@ bench: install
 accuracy: install
 	$(PY) -m bench.accuracy --ablation --out out/bench
 
-# Wheels for bench/device_check.sh on a GPU machine's Python 3.12 (that machine has no registry).
+# Wheels for bench/device_check.sh on a GPU machine's Python 3.12 (that machine has no registry):
+# the packages it lacks, at locks/cpu-py312.txt's versions and hashes.
+DEVICE_PACKAGES := $(shell grep -v '^\#' bench/device_wheels.txt)
 DEVICE_PLATFORMS := $(foreach p,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 \
 	manylinux1,--platform $(p)_x86_64)
 device-wheels: install
-	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-		--implementation cp $(DEVICE_PLATFORMS) -d .whl -r bench/device_wheels.txt
+	mkdir -p .whl
+	$(PY) -m locks.select cpu-py312 $(DEVICE_PACKAGES) > .whl/requirements.txt
+	$(PY) -m pip download -q --no-deps --require-hashes --only-binary=:all: --python-version 3.12 \
+		--implementation cp $(DEVICE_PLATFORMS) -d .whl -r .whl/requirements.txt
 
 # Debian's Chromium for the browser test (Playwright drives the system binary).
 browser:

@@ -1,13 +1,23 @@
-"""Session fixtures shared by tests/ and api_tests/: built once per test run."""
+"""Session fixtures shared by tests/ and api_tests/: built once per test run.
+
+`make test` runs the suite in parallel processes (pytest-xdist), each with its own session. The
+expensive, read-only builds (synthetic sets, tiny bundles, the trained model) are made once for
+the whole run: the first worker to need one builds it in a folder all workers share, under a
+file lock, and the others wait for it and reuse it.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Exact-search calibrations (index/engine_calibration.py) go to a cache of this run's own, not
+# the user's: servers the tests start inherit it.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="tps-test-cache-")
 
 from support.builders import (
     make_onnx_bundle,
@@ -15,34 +25,37 @@ from support.builders import (
     make_synthetic,
     make_trained_bundle,
 )
+from support.shared import built_once
 
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """24 identities × 3 images in the CUHK-PEDES format, split train/val/test by identity."""
-    return make_synthetic(tmp_path_factory.mktemp("synthetic"))
+    return built_once(tmp_path_factory, "synthetic", make_synthetic)
 
 
 @pytest.fixture(scope="session")
 def random_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_random_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+    return built_once(tmp_path_factory, "bundle", lambda d: make_random_bundle(d / "tiny"))
 
 
 @pytest.fixture(scope="session")
 def onnx_bundle(tmp_path_factory: pytest.TempPathFactory, random_bundle: Path) -> Path:
     """``random_bundle`` (same fingerprint) with its towers exported to ONNX."""
-    return make_onnx_bundle(random_bundle, tmp_path_factory.mktemp("bundle") / "tiny-onnx")
+    return built_once(tmp_path_factory, "onnx-bundle", lambda d: make_onnx_bundle(random_bundle, d))
 
 
 @pytest.fixture(scope="session")
 def quality_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Enough identities (900 to train on, 50 held out for test) to judge ranking quality."""
-    return make_synthetic(
-        tmp_path_factory.mktemp("quality"), ids=1000, images_per_id=2, held_out=0.05
+    return built_once(
+        tmp_path_factory,
+        "quality",
+        lambda d: make_synthetic(d, ids=1000, images_per_id=2, held_out=0.05),
     )
 
 
 @pytest.fixture(scope="session")
 def trained_bundle(tmp_path_factory: pytest.TempPathFactory, quality_root: Path) -> Path:
-    """The tiny model trained on ``quality_root`` for a few minutes of CPU."""
-    return make_trained_bundle(quality_root, tmp_path_factory.mktemp("run"))
+    """The tiny model trained on ``quality_root`` for a fixed number of epochs: one per run."""
+    return built_once(tmp_path_factory, "run", lambda d: make_trained_bundle(quality_root, d))

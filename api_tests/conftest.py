@@ -16,20 +16,29 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from support.server import API_KEY, REPO, ServiceProcess, service_env
+from support.shared import built_once
 
 
 @pytest.fixture(scope="session")
 def built_index(
     tmp_path_factory: pytest.TempPathFactory, trained_bundle: Path, quality_root: Path
 ) -> Path:
-    """The synthetic test split, indexed by the index CLI (as a user would)."""
-    out = tmp_path_factory.mktemp("built") / "index"
-    command = [sys.executable, "-m", "index", "-q", "build", "--bundle", str(trained_bundle)]
-    command += ["--dataset", "cuhk-pedes", "--root", str(quality_root), "--split", "test"]
-    command += ["--out", str(out), "--workers", "0", "--device", "cpu"]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"index build failed:\n{done.stdout}\n{done.stderr}"
-    return out
+    """The synthetic test split, indexed by the index CLI (as a user would); once per run."""
+
+    def build(folder: Path) -> Path:
+        out = folder / "index"
+        if (folder / "done").exists():
+            return out
+        shutil.rmtree(out, ignore_errors=True)
+        command = [sys.executable, "-m", "index", "-q", "build", "--bundle", str(trained_bundle)]
+        command += ["--dataset", "cuhk-pedes", "--root", str(quality_root), "--split", "test"]
+        command += ["--out", str(out), "--workers", "0", "--device", "cpu"]
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"index build failed:\n{done.stdout}\n{done.stderr}"
+        (folder / "done").touch()
+        return out
+
+    return built_once(tmp_path_factory, "built-index", build)
 
 
 @pytest.fixture(scope="session")

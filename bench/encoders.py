@@ -59,7 +59,7 @@ def prepare(work: Path, model: str, bundle: Path | None, quick: bool) -> tuple[P
     from support.builders import make_synthetic
     from training.export import export_onnx_towers, export_untrained
 
-    ids = 60 if quick else 250
+    ids = 24 if quick else 250
     root = make_synthetic(work / "synthetic", ids=ids, images_per_id=2, held_out=0.4)
     if bundle is None:
         bundle = export_untrained(work / "bundle", model)
