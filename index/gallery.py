@@ -21,7 +21,7 @@ import numpy as np
 from index import faiss_backend
 from index.commit import Committer, RowChanges, WriterLock
 from index.encoding import Encoding
-from index.engine_policy import DEFAULT_POLICY, EnginePolicy
+from index.engine_policy import DEFAULT_POLICY, DETECTED, EnginePolicy
 from index.errors import IndexStoreError
 from index.exact_search import ExactSearch
 from index.exclusive import ExclusiveWriter
@@ -440,7 +440,8 @@ def _engine_stats(snap: Snapshot) -> dict[str, Any]:
         return snap.exact.describe()
     name = "faiss-gpu" if snap.on_gpu else "faiss-cpu"
     engine = f"{name}-{snap.kind}"
-    return {"engine": {"batch_1": engine, "batch_64": engine}}
+    why = "a GPU copy of the index" if snap.on_gpu else f"an approximate ({snap.kind}) index"
+    return {"engine": {"batch_1": engine, "batch_64": engine}, "reason": f"{DETECTED}: {why}"}
 
 
 def _hits(labels: Labels, scores: np.ndarray, ids: np.ndarray) -> list[list[Hit]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from index.encoding import Encoding
+from index.engine_policy import DEFAULT_POLICY, EnginePolicy
 from index.errors import IndexStoreError
 from index.gallery_store import GalleryStore
 
@@ -57,6 +58,7 @@ def create_store(
     encoding: Encoding | None = None,
     gpu_device: int = 0,
     gpu_shards: bool = False,
+    engine_policy: EnginePolicy = DEFAULT_POLICY,
 ) -> GalleryStore:
     """A new, empty store for vectors of the bundle ``fingerprint`` encoded as ``encoding``
     says (default fp32, global). ``gpu_device``/``gpu_shards``: where a FAISS index's GPU copy
@@ -73,6 +75,7 @@ def create_store(
             encoding=encoding,
             gpu_device=gpu_device,
             gpu_shards=gpu_shards,
+            engine_policy=engine_policy,
         )
     from index.milvus_store import MilvusStore
 
@@ -90,9 +93,11 @@ def open_store(
     encoding: Encoding | None = None,
     gpu_device: int = 0,
     gpu_shards: bool = False,
+    engine_policy: EnginePolicy = DEFAULT_POLICY,
 ) -> GalleryStore:
     """An existing store; a ``fingerprint``, ``dim`` or ``encoding`` given must match what it
-    holds (``encoding`` None: not checked)."""
+    holds (``encoding`` None: not checked). ``engine_policy``: how a FAISS folder's exact CPU
+    search picks its engine (index/engine_policy.py)."""
     if store_kind(spec) == "faiss":
         from index.gallery import GalleryIndex
 
@@ -104,6 +109,7 @@ def open_store(
             encoding=encoding,
             gpu_device=gpu_device,
             gpu_shards=gpu_shards,
+            engine_policy=engine_policy,
         )
     from index.milvus_store import MilvusStore
 

@@ -158,6 +158,25 @@ def _bind_gauges(app: FastAPI, metrics: Metrics) -> None:
         "Queries waiting for or inside the encoder and index.",
         lambda: runtime_value(lambda r: r.searcher.depth),
     )
+    metrics.labelled(
+        "tps_exact_engine",
+        "The engine answering unfiltered searches, per batch size, and why it was chosen "
+        "(forced, detected, calibrated).",
+        ("batch", "engine", "reason"),
+        lambda: engine_labels(app.state.runtime),
+    )
+
+
+def engine_labels(runtime: object) -> list[tuple[str, str, str]]:
+    """(batch, engine, reason) of the store's search engine report, [] where it has none."""
+    try:
+        found = runtime.store.stats().get("search_engine") if runtime is not None else None
+    except Exception:  # a store that cannot answer now: no labels this scrape
+        return []
+    if not isinstance(found, dict):
+        return []
+    reason = str(found.get("reason", ""))
+    return [(b.removeprefix("batch_"), str(e), reason) for b, e in found["engine"].items()]
 
 
 def _method_not_allowed(routes: list[APIRoute]):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # text/plain; version=0.0.4; charset=utf-8
 
@@ -34,6 +34,22 @@ class _WithoutCreated:
             created = metric.name + "_created"
             metric.samples = [s for s in metric.samples if s.name != created]
             yield metric
+
+
+class _Labelled:
+    def __init__(
+        self, name: str, help_text: str, labels: tuple[str, ...], read: Callable[[], list]
+    ) -> None:
+        self.name, self.help_text, self.labels, self.read = name, help_text, labels, read
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.help_text, labels=self.labels)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.help_text, labels=self.labels)
+        for values in self.read():
+            family.add_metric([str(v) for v in values], 1.0)
+        yield family
 
 
 class Metrics:
@@ -84,6 +100,13 @@ class Metrics:
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         """A gauge whose value is ``read()`` at scrape time (queue depth, index size)."""
         Gauge(name, help_text, registry=self.registry).set_function(read)
+
+    def labelled(
+        self, name: str, help_text: str, labels: tuple[str, ...], read: Callable[[], list]
+    ) -> None:
+        """A gauge family of 1-valued samples whose label values, ``read()`` at scrape time,
+        say what is in use (an info metric: the exact-search engine per batch size)."""
+        self.registry.register(_Labelled(name, help_text, labels, read))
 
     def value(self, sample: str, **labels: str) -> float:
         """One sample's current value, 0 when absent: ``value("tps_encode_seconds_count",

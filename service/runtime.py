@@ -141,6 +141,11 @@ def _gpu_options(settings: Settings) -> dict[str, object]:
     return {"gpu_device": index, "gpu_shards": settings.index_gpu_shards}
 
 
+def _store_options(settings: Settings) -> dict[str, object]:
+    """Where a GPU copy goes and how the exact CPU search picks its engine."""
+    return {**_gpu_options(settings), "engine_policy": settings.engine_policy()}
+
+
 def _open_store(
     settings: Settings, fingerprint: str, dim: int, encoding: Encoding | None = None
 ) -> GalleryStore:
@@ -160,7 +165,7 @@ def _open_store(
             dim=dim,
             use_gpu=settings.index_gpu,
             encoding=encoding,
-            **_gpu_options(settings),
+            **_store_options(settings),
         )
     except EncodingMismatchError as err:
         raise StartupError(
@@ -192,7 +197,7 @@ def _create(
             kind=settings.create_store_kind,
             use_gpu=settings.index_gpu,
             encoding=encoding,
-            **_gpu_options(settings),
+            **_store_options(settings),
         )
     except IndexStoreError as err:
         if opening_failed is None:
@@ -204,7 +209,7 @@ def _create(
                 dim,
                 settings.index_gpu,
                 encoding=encoding,
-                **_gpu_options(settings),
+                **_store_options(settings),
             )
         except EncodingMismatchError as again:
             raise StartupError(f"the gallery store ({where}): {again}") from None
@@ -256,6 +261,7 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     images = ImageStore(settings.images_path)
     _sweep_orphans(images, store, settings.sweep_grace_s)
     searcher = Searcher(bundle, store, metrics, settings)
+    _log_engine(store)
     # Batches of similar caption length waste less of the trimmed text tower on padding.
     group_by_length(searcher.batcher, partial(_query_length, bundle))
     return Runtime(
@@ -266,6 +272,17 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         images=images,
         metrics=metrics,
     )
+
+
+def _log_engine(store: GalleryStore) -> None:
+    """Say at start-up which engine answers unfiltered searches, per batch size, and why."""
+    found = store.stats().get("search_engine")
+    if not isinstance(found, dict):
+        return
+    engines = ", ".join(f"{b.replace('_', ' ')} → {e}" for b, e in found["engine"].items())
+    cpu = found.get("cpu") or {}
+    where = f" on {cpu['model']} (native bf16: {cpu['native_bf16']})" if cpu else ""
+    log.info("exact search: %s (%s%s)", engines, found.get("reason", "?"), where)
 
 
 def _query_length(bundle: Bundle, job: object) -> int:

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from index.engine_policy import EnginePolicy
 from index.errors import IndexStoreError
 from index.stores import milvus_target, store_kind
 
@@ -149,6 +150,23 @@ class Settings(BaseSettings):
     )
     retention_interval_s: float = Field(default=3600.0, gt=0)
 
+    # Exact search on the CPU (index/engine_policy.py): auto picks per batch size by what the
+    # CPU has, then by a timed trial cached per machine and gallery size class.
+    exact_engine: Literal["auto", "faiss-flat", "numpy-fp32", "torch-bf16-rescore"] = Field(
+        default="auto",
+        description="The exact CPU search engine of a FAISS flat index: auto (detected, then "
+        "calibrated) or one engine for every batch size.",
+    )
+    exact_calibrate: bool = Field(
+        default=True,
+        description="Time the candidate engines once per machine and gallery size class "
+        "(seconds at 1M vectors); false: the detected rule alone.",
+    )
+    engine_cache_dir: Path | None = Field(
+        default=None,
+        description="Where calibrations are cached; default $XDG_CACHE_HOME/person-search.",
+    )
+
     # Request limits.
     max_query_chars: int = Field(default=1000, ge=1)
     max_top_k: int = Field(default=100, ge=1, le=2048)
@@ -262,6 +280,16 @@ class Settings(BaseSettings):
         raise ValueError(
             f"TPS_IMAGE_DIR is required with a Milvus server (TPS_STORE={self.store}): the folder "
             "for uploaded images, the same for every replica"
+        )
+
+    def engine_policy(self) -> EnginePolicy:
+        """The exact-search policy: batch sizes the service searches with (one query, one
+        micro-batch of encodes, the largest batch request)."""
+        return EnginePolicy(
+            forced=None if self.exact_engine == "auto" else self.exact_engine,
+            calibrate=self.exact_calibrate,
+            batches=tuple(sorted({1, self.batch_max_size, self.max_batch_queries})),
+            cache_dir=self.engine_cache_dir,
         )
 
     @property

@@ -23,7 +23,7 @@ from tests.index.conftest import assert_matches_brute_force, fake_items, random_
 from tests.index.test_bf16_engine import assert_exact, flat_master
 
 FP = "e" * 64
-ALWAYS_BF16 = EnginePolicy(bf16_min_rows=0)
+ALWAYS_BF16 = EnginePolicy(forced=BF16_RESCORE)
 
 
 def test_the_view_is_faiss_own_memory() -> None:
@@ -84,7 +84,8 @@ def test_a_batch_reaches_its_engine_in_one_call_and_comes_back_as_ids() -> None:
     reference = np.argsort(-(queries.astype(np.float64) @ vectors.astype(np.float64).T), axis=1)
     np.testing.assert_array_equal(found, ids[reference[:, :10]])
     described = exact.describe()
-    assert described["engine"] == {"batch_1": BF16_RESCORE, "batch_64": BF16_RESCORE}
+    assert described["engine"] == dict.fromkeys(("batch_1", "batch_8", "batch_64"), BF16_RESCORE)
+    assert described["reason"] == "forced"
     assert described["searches"] == {BF16_RESCORE: 1}
     assert described["bf16"]["queries"] == 48 and described["bf16"]["fp32_fallback_queries"] == 0
 
@@ -92,7 +93,9 @@ def test_a_batch_reaches_its_engine_in_one_call_and_comes_back_as_ids() -> None:
 def test_the_default_policy_keeps_small_galleries_on_faiss() -> None:
     exact = ExactSearch(flat_master(random_unit(2000, 16, 5)))
     assert exact.bf16 is None and set(exact.engines) == {FAISS_FLAT, NUMPY_FP32}
-    assert exact.describe()["engine"] == {"batch_1": FAISS_FLAT, "batch_64": FAISS_FLAT}
+    described = exact.describe()
+    assert described["engine"] == dict.fromkeys(("batch_1", "batch_8", "batch_64"), FAISS_FLAT)
+    assert described["reason"] == "detected"
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +128,8 @@ def test_the_store_serves_the_exact_ranking_after_deletes(
             assert not best & {h.image_id for h in hits}
             assert_matches_brute_force(hits, vectors[keep], [names[j] for j in keep], query, 20)
         stats = index.stats()["search_engine"]
-        want = BF16_RESCORE if policy.bf16_min_rows == 0 else FAISS_FLAT
-        assert stats["engine"] == {"batch_1": want, "batch_64": want}
+        want = BF16_RESCORE if policy.forced else FAISS_FLAT
+        assert set(stats["engine"].values()) == {want}
         assert stats["searches"] == {want: 1}  # the snapshot after the delete: one batch
 
 
