@@ -37,9 +37,13 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# One test process per core (pytest-xdist; TEST_WORKERS=0: one process). Files stay whole on
+# one worker (their module fixtures are made once); the expensive session builds are shared
+# by all workers (conftest.py).
+TEST_WORKERS ?= auto
 test: lint
 	# Passive OpenMP threads: the API tests run a server and a client on the same 2 cores.
-	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -q
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 data: install
 	test -f $(DATA)/reid_raw.json || \

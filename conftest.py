@@ -59,3 +59,24 @@ def quality_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_bundle(tmp_path_factory: pytest.TempPathFactory, quality_root: Path) -> Path:
     """The tiny model trained on ``quality_root`` for a fixed number of epochs: one per run."""
     return built_once(tmp_path_factory, "run", lambda d: make_trained_bundle(quality_root, d))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order for parallel workers: the file that first needs the trained model goes first (its
+    worker builds the model, the run's longest fixture, while the others test everything that
+    does not need it), and the rest of the files that need it go last."""
+
+    def needs_model(item: pytest.Item) -> bool:
+        return "trained_bundle" in getattr(item, "fixturenames", ())
+
+    first = next((item.path for item in items if needs_model(item)), None)
+    if first is None:
+        return
+    head = [item for item in items if item.path == first]
+    rest = [item for item in items if item.path != first]
+    later = {item.path for item in rest if needs_model(item)}
+    items[:] = (
+        head
+        + [item for item in rest if item.path not in later]
+        + [item for item in rest if item.path in later]
+    )

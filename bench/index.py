@@ -175,10 +175,13 @@ def bench_search(
     n_queries: int,
     budget_s: float,
     limits: dict[str, dict[str, Any]] | None,
+    quick: bool = False,
 ) -> list[dict]:
     from index import faiss_backend
 
     log(f"search: {n:,} × {dim} vectors")
+    # --quick is a smoke test: two rounds, short pauses (its figures are not the point).
+    turns = {"min_rounds": 2, "pause_s": 0.02} if quick else {}
     database = _unit_vectors(n, dim, seed=n)
     queries = _unit_vectors(max(n_queries, max(BATCHES) * 3), dim, seed=1)
     t0 = time.perf_counter()
@@ -191,7 +194,7 @@ def bench_search(
         served = exact.engine_for(batch)
         calls = {name: search for name, (search, _) in engines.items()}
         calls[served] = lambda q: exact.search(q, k)  # the store's own path, ids and all
-        timings = time_in_turns(calls, queries, batch, budget_s)
+        timings = time_in_turns(calls, queries, batch, budget_s, **turns)
         check = queries[:batch]
         same = _same_top_k(exact.search(check, k)[1], engines["numpy"][0](check))
         base = timings["numpy"]["qps"]
@@ -379,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     report["search"] = [
         row
         for n in sizes
-        for row in bench_search(n, args.dim, args.k, args.queries, budget, limits)
+        for row in bench_search(n, args.dim, args.k, args.queries, budget, limits, args.quick)
     ]
     report["targets"] = [targets(report["search"], n) for n in sizes]
     report["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)

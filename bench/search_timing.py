@@ -34,6 +34,7 @@ def time_in_turns(
     budget_s: float,
     min_rounds: int = 3,
     max_rounds: int = 30,
+    pause_s: float = PAUSE_S,
 ) -> dict[str, dict[str, float]]:
     """Per engine: p50/p99/best latency per call (ms) and QPS (batch / p50), from rounds that
     each time every engine once on the next ``batch`` queries."""
@@ -45,7 +46,7 @@ def time_in_turns(
         at = offsets[round_no % len(offsets)]
         q = queries[at : at + batch]
         for name, search in engines.items():
-            time.sleep(PAUSE_S)
+            time.sleep(pause_s)
             t0 = time.perf_counter()
             for _ in range(repeats[name]):
                 search(q)

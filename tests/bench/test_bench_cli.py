@@ -18,6 +18,9 @@ MODULES = sorted(
 )
 # Quick modes cheap enough for CI (bench.feedback --quick still trains a model: help only).
 QUICK = ("store", "encoders", "index", "service")
+# bench.service serves one runtime here (the ONNX paths run in bench.encoders' quick mode):
+# every server it starts costs seconds on 2 cores.
+QUICK_ARGS = {"service": ("--runtime", "torch")}
 ENV = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -37,7 +40,7 @@ def test_benchmark_answers_help(module: str) -> None:
 
 @pytest.mark.parametrize("module", QUICK)
 def test_quick_mode_runs_and_writes_json(module: str, tmp_path: Path) -> None:
-    done = _run(f"bench.{module}", "--quick", "--out", str(tmp_path))
+    done = _run(f"bench.{module}", "--quick", *QUICK_ARGS.get(module, ()), "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     written = sorted(tmp_path.rglob("*.json"))
     assert written, f"bench.{module} --quick wrote no JSON"

@@ -149,7 +149,7 @@ def test_everything_the_install_needs_is_copied_before_it() -> None:
     packages = {
         p.rstrip("*") for p in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
     }
-    needed = {"pyproject.toml", "Makefile", PYPROJECT["project"]["readme"], *packages}
+    needed = {"pyproject.toml", "Makefile", "locks", PYPROJECT["project"]["readme"], *packages}
     assert needed <= copied, f"copy these before make install: {sorted(needed - copied)}"
 
 

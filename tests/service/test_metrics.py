@@ -32,6 +32,7 @@ EXPOSED = {
     "tps_ready": ("gauge", ()),
     "tps_index_images": ("gauge", ()),
     "tps_query_queue_depth": ("gauge", ()),
+    "tps_exact_engine": ("gauge", ("batch", "engine", "reason")),
 }
 ROUTES = {"/v1/search", "/v1/gallery", "/v1/gallery/{image_id:path}", "/readyz", "unmatched"}
 REASONS = {"body_too_large", "queue_full", "upload_415"}  # upload_<status> for every refusal
@@ -188,4 +189,17 @@ def test_every_metric_name_type_and_label_is_still_exposed(
     bounds = {float(le) for le in label_values(samples, "tps_query_batch_size_bucket", "le")}
     assert bounds == {*BATCH_BUCKETS, math.inf}
     gauges = {name: value for name, _, value in samples if types.get(name) == "gauge"}
-    assert gauges == {"tps_ready": 1, "tps_index_images": 16, "tps_query_queue_depth": 0}
+    assert gauges == {
+        "tps_ready": 1,
+        "tps_index_images": 16,
+        "tps_query_queue_depth": 0,
+        "tps_exact_engine": 1,
+    }
+    # The engine per batch size the service searches with (1, a micro-batch, the largest
+    # request), and why: a 16-image gallery is below any trial, so detected.
+    engines = {
+        labels["batch"]: (labels["engine"], labels["reason"])
+        for name, labels, _ in samples
+        if name == "tps_exact_engine"
+    }
+    assert engines == dict.fromkeys(("1", "8", "64"), ("faiss-flat", "detected"))
