@@ -24,6 +24,7 @@ hold across a busy spell, more than the absolute figures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -132,7 +133,7 @@ def _gpu_rows(
     return rows
 
 
-def _engines(master: Any, k: int) -> tuple[Any, dict[str, tuple[Callable, str]], float]:
+def _engines(master: Any, k: int, cpu: Any) -> tuple[Any, dict[str, tuple[Callable, str]], float]:
     """The store's exact search for ``master``, every CPU engine measured against it (name ->
     (search of a query batch, the precision it scans in)), and the bf16 copy's build seconds."""
     from index import faiss_tuning
@@ -143,7 +144,8 @@ def _engines(master: Any, k: int) -> tuple[Any, dict[str, tuple[Callable, str]],
 
     # What GalleryIndex serves with the default policy, calibrated in this run (a private
     # cache folder): the trial's choice is part of what is measured.
-    exact = ExactSearch(master, EnginePolicy(cache_dir=Path(tempfile.mkdtemp(prefix="bench-"))))
+    policy = EnginePolicy(cache_dir=Path(tempfile.mkdtemp(prefix="bench-")))
+    exact = ExactSearch(master, policy, cpu)
     view = exact.view
     fp32 = exact.engines["numpy-fp32"]
     bf16 = exact.bf16 or Bf16Rescore(view, fp32)  # measured even where it is not served
@@ -175,6 +177,7 @@ def bench_search(
     n_queries: int,
     budget_s: float,
     limits: dict[str, dict[str, Any]] | None,
+    cpu: Any,
     quick: bool = False,
 ) -> list[dict]:
     from index import faiss_backend
@@ -188,7 +191,7 @@ def bench_search(
     master = faiss_backend.build("flat", dim, database, np.arange(n))
     build_s = time.perf_counter() - t0
     del database  # every engine reads FAISS's own copy from here on
-    exact, engines, bf16_build_s = _engines(master, k)
+    exact, engines, bf16_build_s = _engines(master, k, cpu)
     rows = []
     for batch in BATCHES:
         served = exact.engine_for(batch)
@@ -324,6 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encode-batch", type=int, default=64)
     parser.add_argument("--skip-encode", action="store_true")
     parser.add_argument(
+        "--without-native-bf16",
+        action="store_true",
+        help="decide as on a CPU without native bf16 (its flags masked; with "
+        "ONEDNN_MAX_CPU_ISA=AVX2 bf16 products are emulated too): a stand-in for such CPUs",
+    )
+    parser.add_argument(
         "--faiss-threads", type=int, default=0, help="OpenMP threads for FAISS (0: its default)"
     )
     args = parser.parse_args(argv)
@@ -338,9 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from index import faiss_tuning
-    from index.cpu_features import detect
+    from index.cpu_features import X86_BF16, detect
     from index.engine_policy import DEFAULT_POLICY
 
+    cpu = detect()
+    if args.without_native_bf16:
+        cpu = dataclasses.replace(cpu, flags=cpu.flags - X86_BF16 - {"bf16", "sve_bf16"})
     report: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -353,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
             "torch_threads": torch.get_num_threads(),
             "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
             "gpus": faiss_backend.gpu_count(),
-            "cpu": detect().describe(),
+            "cpu": cpu.describe(),
+            "cpu_as_detected": detect().describe(),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         },
         "config": {
             "sizes": sizes,
@@ -374,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         log("limits: memory bandwidth and GEMM rates")
         limits = {
             "bandwidth": read_bandwidth(),
-            "gemm": gemm_flops(native_bf16=detect().native_bf16),
+            "gemm": gemm_flops(native_bf16=cpu.native_bf16),
         }
         if faiss_backend.gpu_count() > 0:
             limits["gpu"] = gpu_bandwidth(0, args.peak_gbps)
@@ -382,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     report["search"] = [
         row
         for n in sizes
-        for row in bench_search(n, args.dim, args.k, args.queries, budget, limits, args.quick)
+        for row in bench_search(n, args.dim, args.k, args.queries, budget, limits, cpu, args.quick)
     ]
     report["targets"] = [targets(report["search"], n) for n in sizes]
     report["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
