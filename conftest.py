@@ -18,14 +18,20 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 # Exact-search calibrations (index/engine_calibration.py) go to a cache of this run's own, not
 # the user's: servers the tests start inherit it.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="tps-test-cache-")
+# Parallel workers share the cores: each worker (and the servers it starts) gets its share of
+# OpenMP threads instead of every one of them spreading over all cores.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
-from support.builders import (
+# After the environment above: these import torch, which reads OMP_NUM_THREADS once.
+from support.builders import (  # noqa: E402
     make_onnx_bundle,
     make_random_bundle,
     make_synthetic,
     make_trained_bundle,
 )
-from support.shared import built_once
+from support.shared import built_once  # noqa: E402
 
 
 @pytest.fixture(scope="session")

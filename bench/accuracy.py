@@ -149,7 +149,7 @@ def parts_rows(args: argparse.Namespace, test: EvalSplit) -> dict:
     return {"head": TINY_PARTS, "rows": out}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("data/synthetic-2000"))
     parser.add_argument("--ids", type=int, default=2000)
@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/accuracy"))
     parser.add_argument("--out", type=Path, default=Path("out/bench"))
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if not (args.data / "reid_raw.json").is_file():
         # 5 % of identities each for val and test: 100 unseen persons at the default size.

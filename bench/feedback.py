@@ -229,7 +229,7 @@ def sweep(gallery: Gallery, queries: list[Query]) -> list[dict]:
     return table
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="synthetic set (made when missing)")
     parser.add_argument("--runs", type=Path, help="training run folder (reused when present)")
@@ -239,7 +239,7 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=DEFAULT_BETA)
     parser.add_argument("--quick", action="store_true", help="small set, 1 epoch, no sweep")
     parser.add_argument("--no-sweep", action="store_true", help="skip the alpha/beta table")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     size = (240, 4, 0.2, 1) if args.quick else (1000, 4, 0.1, 3)
     ids, per_id, held_out, epochs = size
     name = "feedback-quick" if args.quick else "feedback"

@@ -122,14 +122,14 @@ def measure_config(
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="ViT-B-16", choices=["ViT-B-16", "tiny"])
     parser.add_argument("--batch", type=int, default=None, help="default: 2 on CPU, 64 on GPU")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--out", type=Path, default=Path("out/bench"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     batch = args.batch or (64 if torch.cuda.is_available() else 2)
     rows = {name: measure(name, args.model, batch, args.steps, args.precision) for name in RECIPES}
     base = rows["baseline_cmpm_only"]["samples_per_s"]
