@@ -1,12 +1,12 @@
 """The timed trial behind a ``calibrated`` engine choice, and its cache on disk.
 
-A trial times each candidate engine (``EnginePolicy.candidates``) on the snapshot's own vectors,
-in turns, at each of the policy's batch sizes, and keeps the best time per call: a few seconds
-at 1M vectors, once. Its result holds for every gallery of the same size class on the same kind
-of machine with the same libraries, so it is cached under a key of those (CPU model and flags,
-core count, numpy/FAISS/torch versions, size class, dimension, candidates, batch sizes) in
-``exact-engines.json`` in the cache folder; a gallery that grows into the next class is timed
-again. A cache that cannot be read or written only costs a new trial.
+A trial times each candidate engine (``EnginePolicy.candidates``, per batch size) on the
+snapshot's own vectors at each of the policy's batch sizes, and keeps the best time per call:
+seconds at 1M vectors, once. Its result holds for every gallery of the same size class on the
+same kind of machine with the same libraries, so it is cached under a key of those (CPU model
+and flags, core count, numpy/FAISS/torch versions, size class, dimension, candidates per batch
+size) in ``exact-engines.json`` in the cache folder; a gallery that grows into the next class
+is timed again. A cache that cannot be read or written only costs a new trial.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ PAUSE_S = 0.15
 # Size classes, by vector count: a trial measured inside one holds across it.
 CLASS_EDGES = (0, CALIBRATE_MIN_ROWS, 50_000, 200_000, 1_000_000, 5_000_000, 20_000_000)
 
-Measure = Callable[[Mapping[str, Engine], np.ndarray, tuple[int, ...], float], dict]
+Measure = Callable[[Mapping[str, Engine], np.ndarray, Mapping[int, tuple[str, ...]], float], dict]
 
 _memory: dict[str, dict] = {}
 _memory_lock = threading.Lock()
@@ -75,7 +75,7 @@ def _version(name: str) -> str:
 
 
 def cache_key(
-    policy: EnginePolicy, cpu: CpuFeatures, rows: int, dim: int, candidates: tuple[str, ...]
+    policy: EnginePolicy, cpu: CpuFeatures, rows: int, dim: int, plan: Mapping[int, tuple]
 ) -> str:
     libraries = {n: _version(n) for n in ("numpy", "faiss-cpu", "faiss-gpu", "torch")}
     parts = {
@@ -83,35 +83,39 @@ def cache_key(
         "libraries": libraries,
         "class": size_class(rows),
         "dim": dim,
-        "candidates": list(candidates),
-        "batches": list(policy.batches),
+        "plan": {str(b): list(names) for b, names in sorted(plan.items())},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def measure(
-    engines: Mapping[str, Engine], queries: np.ndarray, batches: tuple[int, ...], budget_s: float
+    engines: Mapping[str, Engine],
+    queries: np.ndarray,
+    plan: Mapping[int, tuple[str, ...]],
+    budget_s: float,
 ) -> dict[str, dict[int, float]]:
-    """Best ms per call of each engine at each batch size. Each engine runs its calls in a row,
-    as it would serve them, after a pause that lets the previous library's worker threads go
-    idle (OpenBLAS's spin about 0.1 s after a call and would take a core from the next engine);
-    at most ``budget_s`` per batch size, shared by the engines, and at least two timed calls."""
+    """Best ms per call of the planned engines at each batch size (``plan``: batch -> engine
+    names). Each engine runs its calls in a row, as it would serve them, after a pause that lets
+    the previous library's worker threads go idle (OpenBLAS's spin about 0.1 s after a call and
+    would take a core from the next engine); about ``budget_s`` per batch size, shared by its
+    engines: up to ``MAX_TURNS`` timed calls after the warm-up, at least one."""
     best: dict[str, dict[int, float]] = {name: {} for name in engines}
-    share = budget_s / max(1, len(engines))
-    for batch in batches:
+    for batch, names in plan.items():
         q = queries[:batch]
-        for name, engine in engines.items():
+        share = budget_s / max(1, len(names))
+        for name in names:
+            engine = engines[name]
             time.sleep(PAUSE_S)
-            engine.search(q, K)  # warm-up: first-call allocations, thread pools
             started = time.perf_counter()
-            for turn in range(MAX_TURNS):
+            engine.search(q, K)  # warm-up: first-call allocations, thread pools
+            for _ in range(MAX_TURNS):
                 t0 = time.perf_counter()
                 engine.search(q, K)
                 ms = (time.perf_counter() - t0) * 1000
                 best[name][batch] = min(best[name].get(batch, ms), ms)
-                if turn >= 1 and time.perf_counter() - started > share:
+                if time.perf_counter() - started > share:  # slow calls: warm-up and one
                     break
-    return {name: {b: round(ms, 3) for b, ms in t.items()} for name, t in best.items()}
+    return {name: {b: round(ms, 3) for b, ms in t.items()} for name, t in best.items() if t}
 
 
 def choose(
@@ -133,8 +137,8 @@ def choose(
     if not policy.calibrate or rows < CALIBRATE_MIN_ROWS:
         engines = {b: policy.detected(b, rows, cpu) for b in batches}
         return EngineChoice(engines, DETECTED, klass, described)
-    candidates = policy.candidates(rows, cpu)
-    key = cache_key(policy, cpu, rows, dim, candidates)
+    plan = {b: policy.candidates(rows, b, cpu) for b in batches}
+    key = cache_key(policy, cpu, rows, dim, plan)
     found = _recall(policy, key)
     if found is not None:
         engines = {int(b): e for b, e in found["engines"].items()}
@@ -143,7 +147,8 @@ def choose(
     started = time.perf_counter()
     # The gallery's own vectors as queries: the scores a real query meets, no extra memory.
     queries = np.ascontiguousarray(vectors[np.linspace(0, rows - 1, max(batches), dtype=int)])
-    timings = trial(make_engines(candidates), queries, batches, policy.trial_seconds)
+    names = tuple(dict.fromkeys(name for names in plan.values() for name in names))
+    timings = trial(make_engines(names), queries, plan, policy.trial_seconds)
     seconds = round(time.perf_counter() - started, 2)
     engines = pick(timings)
     choice = EngineChoice(engines, CALIBRATED, klass, described, timings, seconds)
@@ -157,7 +162,7 @@ def choose(
         seconds,
         "; ".join(
             f"batch {b} → {e} ({timings[e][b]} ms"
-            + "".join(f", {o} {timings[o][b]}" for o in timings if o != e)
+            + "".join(f", {o} {timings[o][b]}" for o in timings if o != e and b in timings[o])
             + ")"
             for b, e in sorted(engines.items())
         ),

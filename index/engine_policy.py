@@ -12,9 +12,10 @@ fastest depends on the CPU more than on anything else (``python -m bench.index``
 So the choice is made in three steps, and ``EngineChoice.reason`` says which one decided:
 
 1. ``forced``: a setting names one engine for every batch (``TPS_EXACT_ENGINE``).
-2. ``detected``: what the CPU has decides who may run (no native bf16, no bf16 engine), and
-   small galleries (under ``CALIBRATE_MIN_ROWS``, where every engine answers in about a
-   millisecond) get the rule below without a trial.
+2. ``detected``: what the CPU has decides who may run (without native bf16, the bf16 scan
+   only for small batches, where it is bound by memory, not arithmetic), and small galleries
+   (under ``CALIBRATE_MIN_ROWS``, where every engine answers in about a millisecond) get the
+   rule below without a trial.
 3. ``calibrated``: a trial of a few seconds times every candidate on the gallery's own vectors
    at batch 1, 8 and the micro-batcher's largest batch, once per machine, library versions and
    gallery size class (``index/engine_calibration.py``); the result is cached on disk.
@@ -44,6 +45,8 @@ CALIBRATE_MIN_ROWS = 8192
 # The rule used without a trial, from the measurements above: bf16 only where it is native.
 DETECTED_BF16_MIN_ROWS = 50_000
 DETECTED_NUMPY_BATCH1_MIN_ROWS = 50_000
+# Without native bf16, the bf16 scan is timed only up to this batch size (see ``candidates``).
+EMULATED_BF16_MAX_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,19 @@ class EnginePolicy:
         if not self.batches or min(self.batches) < 1:
             raise ValueError(f"bad batch sizes {self.batches}")
 
-    def candidates(self, rows: int, cpu: CpuFeatures) -> tuple[str, ...]:
-        """The engines worth timing on this CPU for ``rows`` vectors."""
-        bf16 = self.bf16 and cpu.native_bf16 and rows >= CALIBRATE_MIN_ROWS
-        return (FAISS_FLAT, NUMPY_FP32, BF16_RESCORE) if bf16 else (FAISS_FLAT, NUMPY_FP32)
+    def candidates(self, rows: int, batch: int, cpu: CpuFeatures) -> tuple[str, ...]:
+        """The engines worth timing for ``batch`` queries against ``rows`` vectors on this CPU.
+
+        The bf16 scan is a candidate at every batch size where bf16 is native. Elsewhere only up
+        to ``EMULATED_BF16_MAX_BATCH``: one query is bound by the bytes read, which bf16 halves
+        whatever does the arithmetic (on an AVX2 EPYC it still beat numpy at 1M × 1), while a
+        batch is bound by the products, which emulated bf16 makes 5-7× slower than fp32."""
+        fp32 = (FAISS_FLAT, NUMPY_FP32)
+        if not self.bf16 or rows < CALIBRATE_MIN_ROWS:
+            return fp32
+        if cpu.native_bf16 or batch <= EMULATED_BF16_MAX_BATCH:
+            return (*fp32, BF16_RESCORE)
+        return fp32
 
     def detected(self, batch: int, rows: int, cpu: CpuFeatures) -> str:
         """The engine without a trial (small galleries, or calibration switched off)."""
