@@ -236,8 +236,10 @@ def test_the_page_asks_for_a_key_and_keeps_it_for_the_session(closed: Closed) ->
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda err: errors.append(str(err)))
+        missing: list[str] = []
+        page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
         page.goto(closed.server.url + "/")
-        page.wait_for_selector("#key-form:not([hidden])", timeout=30_000)
+        page.wait_for_selector("#key-form", state="visible", timeout=30_000)
         assert "needs an API key" in page.inner_text("#key-reason")
         page.fill("#key-input", "tps_wrong")
         page.click("#key-form button")
@@ -260,11 +262,42 @@ def test_the_page_asks_for_a_key_and_keeps_it_for_the_session(closed: Closed) ->
         stored = page.evaluate("() => [sessionStorage.getItem('tps-api-key'), localStorage.length]")
         assert stored == [closed.tokens["reader"], 0]
         assert "tps_" not in page.url and "tps_" not in page.evaluate("() => document.cookie")
+        assert not page.is_visible("#key-form"), "the prompt stays up once a key is accepted"
         page.click("#forget-key")
         assert page.evaluate("() => sessionStorage.getItem('tps-api-key')") is None
-        page.wait_for_selector("#key-form:not([hidden])", timeout=10_000)
+        page.wait_for_selector("#key-form", state="visible", timeout=10_000)
         assert not errors, errors
+        assert not missing, missing  # the favicon included
         browser.close()
     with closed.http("admin") as http:
         views = http.get("/v1/audit", params={"key": "reader-1", "action": "view"}).json()
     assert views["entries"], "the page's thumbnail loads are audited under the reader's key"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").is_file(), reason="needs Debian's chromium")
+def test_the_page_asks_for_no_key_where_reads_are_open(
+    tmp_path: Path, random_bundle: Path, gallery: Path
+) -> None:
+    """`make demo`: reads open on 127.0.0.1, so the first screen shows results and no prompt."""
+    from api_tests.test_page import CHROMIUM, FLAGS
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shutil.copytree(gallery, tmp_path / "index")
+    server = ServiceProcess(service_env(random_bundle, tmp_path / "index"), tmp_path / "log.txt")
+    server.start().wait_ready()
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+            page = browser.new_page()
+            missing: list[str] = []
+            page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+            page.goto(server.url + "/")
+            page.wait_for_selector("#status.ok", timeout=30_000)
+            page.fill("#query", "a person in a coat")
+            page.click("#search-button")
+            page.wait_for_selector("#results .card img", timeout=30_000)
+            assert not page.is_visible("#key-form") and not page.is_visible("#forget-key")
+            assert not missing, missing
+            browser.close()
+    finally:
+        server.stop()

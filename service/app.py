@@ -19,6 +19,7 @@ from starlette.types import Scope
 
 from index.errors import IndexStoreError
 from service.audit import AuditError, AuditLog
+from service.headers import SecurityHeadersMiddleware
 from service.keys import KeyRing
 from service.loader import Loader, close_runtime
 from service.metrics import Metrics
@@ -211,6 +212,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0",
         description=DESCRIPTION,
         lifespan=_lifespan,
+        # /docs is the package's own page (service/routes/page.py): FastAPI's pages load
+        # Swagger UI and ReDoc from a CDN.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -236,6 +242,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Added last = outermost: metrics see every response, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit, metrics=metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
