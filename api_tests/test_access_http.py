@@ -301,3 +301,42 @@ def test_the_page_asks_for_no_key_where_reads_are_open(
             browser.close()
     finally:
         server.stop()
+
+
+class UvicornFactory(ServiceProcess):
+    """The README's other way to serve: `uvicorn --factory service.app:create_app`, with
+    uvicorn's own defaults (proxy headers believed from 127.0.0.1)."""
+
+    def start(self) -> UvicornFactory:
+        log = open(self.log_path, "a")  # noqa: SIM115 - the child writes to it until stopped
+        command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        return self
+
+
+def test_a_forwarded_address_is_not_believed_under_uvicorn_factory(
+    tmp_path: Path, random_bundle: Path, gallery: Path
+) -> None:
+    shutil.copytree(gallery, tmp_path / "index")
+    keys = tmp_path / "keys.json"
+    tokens = {}
+    for role in ("reader", "admin"):
+        done = keys_cli(keys, "create", "--name", f"{role}-1", "--role", role)
+        tokens[role] = {"X-API-Key": done.stdout.strip()}
+    env = service_env(random_bundle, tmp_path / "index", TPS_KEYS_FILE=str(keys))
+    del env["TPS_API_KEY"], env["TPS_OPEN_READS"]
+    server = UvicornFactory(env, tmp_path / "log.txt").start().wait_ready()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            forged = {"X-Forwarded-For": "10.66.66.66"}
+            reply = http.post("/v1/search", json={"query": "q"}, headers=tokens["reader"] | forged)
+            assert reply.status_code == 200, reply.text
+            trail = http.get("/v1/audit", params={"action": "search"}, headers=tokens["admin"])
+            [entry] = trail.json()["entries"]
+    finally:
+        server.stop()
+    assert entry["key_name"] == "reader-1" and entry["client"] == "127.0.0.1"

@@ -19,12 +19,15 @@ from starlette.types import Scope
 
 from index.errors import IndexStoreError
 from service.audit import AuditError, AuditLog
+from service.clients import ClientAddressMiddleware
 from service.headers import SecurityHeadersMiddleware
 from service.keys import KeyRing
 from service.loader import Loader, close_runtime
+from service.lockout import Lockout
 from service.metrics import Metrics
 from service.middleware import AccessLogMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from service.openapi import install_openapi
+from service.refusals import RefusalThrottle
 from service.retention import cutoff_for, sweep
 from service.routes import audit, gallery, health, page, search
 from service.routes.page import STATIC_DIR
@@ -224,6 +227,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = None
     app.state.keys = KeyRing(settings.keys_file)  # re-read on change: revocation needs no restart
     app.state.audit = None  # opened when the app starts (service/audit.py)
+    app.state.refusals = RefusalThrottle(settings.audit_refusal_interval_s)
+    app.state.lockout = Lockout(
+        settings.auth_lockout_failures, settings.auth_lockout_window_s, settings.auth_lockout_s
+    )
 
     routers = [module.router for module in (search, gallery, audit, health, page)]
     for router in routers:
@@ -252,5 +259,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(AccessLogMiddleware)
+    # Outermost: the client address is settled before anything logs or audits it.
+    app.add_middleware(ClientAddressMiddleware, trusted_proxies=settings.trusted_proxies)
     _bind_gauges(app, metrics)
     return app

@@ -106,11 +106,13 @@ def sweep(
 ) -> Outcome:
     """Remove every image older than ``cutoff`` (blocking: a worker thread or the CLI)."""
     outcome = Outcome(cutoff, dry_run=dry_run)
+    if dry_run:  # a list of what is about to go is a view of the gallery: audited too
+        outcome.removed = sorted(i.image_id for i in expired(store, cutoff))
+        if trail is not None:
+            trail.record_now(Entry(who[0], who[1], client, "retention_dry_run", outcome.as_dict()))
+        return outcome
     with images.writing():
         doomed = expired(store, cutoff)
-        if dry_run:
-            outcome.removed = sorted(i.image_id for i in doomed)
-            return outcome
         if not doomed:
             return outcome
         present = set(store.remove([i.image_id for i in doomed]))

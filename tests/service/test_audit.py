@@ -143,3 +143,14 @@ def test_the_trail_is_append_only_and_groups_commits(tmp_path: Path) -> None:
         assert left["action"] == "audit_retention" and left["details"]["removed_entries"] == 200
     finally:
         trail.close()
+
+
+def test_reading_the_trail_is_itself_audited(keyed) -> None:
+    client, _, admin = keyed
+    params = {"key": "rita", "action": "search", "limit": 3}
+    page = client.get("/v1/audit", params=params, headers=admin).json()
+    reads = client.get("/v1/audit", params={"action": "audit_read"}, headers=admin).json()
+    read = reads["entries"][-1]  # a read's own entry is written after it has read
+    assert read["key_name"] == "ada" and read["role"] == "admin"
+    assert read["details"]["filters"] == {"key": "rita", "action": "search", "limit": 3}
+    assert read["details"]["returned"] == len(page["entries"])

@@ -39,6 +39,10 @@ def test_exactly_the_old_images_go(make_settings: Callable[..., Settings]) -> No
 
         dry = client.post("/v1/retention", params={"days": 30, "dry_run": True}, headers=KEY)
         assert dry.json()["removed"] == old and count(client) == before + 3
+        [listed] = client.get(
+            "/v1/audit", params={"action": "retention_dry_run"}, headers=KEY
+        ).json()["entries"]  # who looked at what is about to go is recorded too
+        assert listed["details"]["removed"] == old and listed["details"]["dry_run"] is True
 
         assert client.post("/v1/retention", params={"days": 30}).status_code == 401
         done = client.post("/v1/retention", params={"days": 30}, headers=KEY).json()
