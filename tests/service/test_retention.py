@@ -182,3 +182,22 @@ def test_an_upload_already_past_the_period_is_refused(
         assert not images.exists() or not [p for p in images.rglob("*") if p.is_file()]
         data = {"captured_at": RECENT}
         assert client.post("/v1/gallery", files=files, data=data, headers=KEY).status_code == 201
+
+
+def test_removed_rows_leave_no_trace_in_the_manifest_files(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """secure_delete zeroes what a delete frees, and the WAL, which still holds the rows as they
+    were written, is checkpointed and truncated."""
+    settings = make_settings()
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        old = add(client, (110, 0, 0), OLD)
+        sha = client.app.state.runtime.store.get(old).sha256
+        done = client.post("/v1/retention", params={"days": 30}, headers=KEY).json()
+        assert done["removed"] == [old]
+        files = sorted(settings.index_dir.glob("manifest.sqlite*"))
+        assert files
+        for path in files:
+            data = path.read_bytes()
+            assert old.encode() not in data and sha.encode() not in data, path.name
