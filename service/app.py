@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 
@@ -50,10 +51,27 @@ loaded and warmed.
 UPLOAD_PATHS = frozenset({"/v1/gallery", "/v1/search/image"})
 
 
+# TPS_FILE_MODE → the process umask. The service's own files (uploads, service/storage.py) and
+# the index package's (index/, bundle/fsio.py: generations, index.json, the manifest a new store
+# creates) all take 0o666/0o777 less the umask, so one umask set at start-up covers every file
+# and folder the server creates; the audit trail and its exports are 0600 whatever it is.
+UMASKS = {"owner": 0o077, "group": 0o027}
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     loader: Loader = app.state.loader
     settings: Settings = app.state.settings
+    previous_umask = os.umask(UMASKS[settings.file_mode])
+    try:
+        async with _serving(app, loader, settings):
+            yield
+    finally:
+        os.umask(previous_umask)
+
+
+@contextlib.asynccontextmanager
+async def _serving(app: FastAPI, loader: Loader, settings: Settings) -> AsyncIterator[None]:
 
     async def load() -> None:
         runtime = await loader.load()
