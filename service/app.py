@@ -245,6 +245,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = None
     app.state.keys = KeyRing(settings.keys_file)  # re-read on change: revocation needs no restart
     app.state.audit = None  # opened when the app starts (service/audit.py)
+    app.state.decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)  # search photos
     app.state.refusals = RefusalThrottle(settings.audit_refusal_interval_s)
     app.state.lockout = Lockout(
         settings.auth_lockout_failures, settings.auth_lockout_window_s, settings.auth_lockout_s

@@ -217,10 +217,11 @@ class Settings(BaseSettings):
     max_files: int = Field(default=16, ge=1)
     max_pixels: int = Field(default=40_000_000, ge=1)
     max_query_pixels: int = Field(
-        default=16_000_000,
+        default=4_000_000,
         ge=1,
-        description="Pixel limit of a search photo (/v1/search/image), lower than an upload's: "
-        "the towers see 384x128, and a query is not kept.",
+        description="Pixels a search photo (/v1/search/image) may decode to, far fewer than an "
+        "upload's: the towers see 384x128. A JPEG counts at the reduced scale it is decoded at "
+        "(1/2 to 1/8), so a phone's photo passes (its file within TPS_MAX_PIXELS).",
     )
     max_concurrent_decodes: int = Field(
         default=2,

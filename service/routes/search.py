@@ -29,7 +29,7 @@ from service.batching import BatcherClosedError, QueueFullError
 from service.deps import RuntimeDep
 from service.examples import ConflictingExamplesError, UnknownExamplesError, load_examples
 from service.image_search_form import IMAGE_SEARCH_REQUEST_BODY, read_image_search
-from service.images import ImageRejectedError, check_image
+from service.images import ImageRejectedError, check_query_photo
 from service.metadata import as_utc
 from service.query import Examples, QueryOutcome, SearchQuery, in_parts_mode, request_weights
 from service.retention import is_expired, read_cutoff
@@ -275,10 +275,11 @@ async def search(request: Request, body: SearchRequest, runtime: RuntimeDep) -> 
 
 
 def _encode_upload(runtime: Runtime, data: bytes, name: str) -> np.ndarray:
-    """Check and decode the photo like an upload, then encode it (blocking: a worker thread)."""
+    """Check and decode the photo (a lower pixel limit than an upload's, a JPEG at reduced
+    scale), then encode it (blocking: a worker thread)."""
     s = runtime.settings
-    checked = check_image(data, name, s.max_pixels, s.max_image_side)
-    return runtime.encode_images_now([runtime.bundle.preprocess(checked.image)])
+    image = check_query_photo(data, name, s.max_query_pixels, s.max_image_side, s.max_pixels)
+    return runtime.encode_images_now([runtime.bundle.preprocess(image)])
 
 
 @router.post(
@@ -300,7 +301,10 @@ async def search_image(request: Request, runtime: RuntimeDep) -> SearchResponse:
     check_limits(runtime, [body.query] if body.query is not None else [], body.top_k, "query")
     started = time.perf_counter()  # the photo's decode and encode count too
     try:
-        vector = await asyncio.to_thread(_encode_upload, runtime, form.data, form.name)
+        # TPS_MAX_CONCURRENT_DECODES at once: the others wait here, on the event loop, holding
+        # neither a worker thread nor decoded pixels.
+        async with request.app.state.decode_slots:
+            vector = await asyncio.to_thread(_encode_upload, runtime, form.data, form.name)
     except ImageRejectedError as err:
         raise HTTPException(err.status, err.message) from None
     response = await answer(runtime, body, started, vector)
