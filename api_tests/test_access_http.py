@@ -191,6 +191,11 @@ def test_a_non_loopback_start_without_keys_is_refused(random_bundle: Path, galle
     env.update(TPS_OPEN_READS="true", TPS_API_KEY=API_KEY)
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "honoured only on a loopback address" in done.stderr
+    # The published demo key is refused off loopback (and any key under 32 characters).
+    env.update(TPS_OPEN_READS="false", TPS_API_KEY="demo-key")
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    [line] = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and "TPS_API_KEY is the published demo key" in line
 
 
 def test_every_acknowledged_action_survives_a_sigkill(

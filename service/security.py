@@ -119,17 +119,17 @@ def exposure_problem(settings: Settings, keys: KeyRing) -> str | None:
     """Why the service must not start on ``settings.host``, or None."""
     if is_loopback(settings.host):
         return None
-    if (weak := weak_key_problem(settings)) is not None:
-        return (
-            f"{weak}, refused on a non-loopback address ({settings.host}): give clients keys "
-            "(python -m service keys create) or set a random TPS_API_KEY of at least "
-            f"{MIN_KEY_CHARS} characters"
-        )
     if settings.open_reads:
         return (
             f"TPS_OPEN_READS=true (or the deprecated TPS_READ_REQUIRES_KEY=false) is honoured "
             f"only on a loopback address, not on {settings.host}: unset it and give clients "
             "keys (python -m service keys create)"
+        )
+    if (weak := weak_key_problem(settings)) is not None:
+        return (
+            f"{weak}, refused on a non-loopback address ({settings.host}): give clients keys "
+            "(python -m service keys create) or set a random TPS_API_KEY of at least "
+            f"{MIN_KEY_CHARS} characters"
         )
     if settings.api_key is None and not keys.has_keys:
         return (
