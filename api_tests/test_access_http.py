@@ -191,6 +191,11 @@ def test_a_non_loopback_start_without_keys_is_refused(random_bundle: Path, galle
     env.update(TPS_OPEN_READS="true", TPS_API_KEY=API_KEY)
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "honoured only on a loopback address" in done.stderr
+    # The published demo key is refused off loopback (and any key under 32 characters).
+    env.update(TPS_OPEN_READS="false", TPS_API_KEY="demo-key")
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    [line] = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and "TPS_API_KEY is the published demo key" in line
 
 
 def test_every_acknowledged_action_survives_a_sigkill(
@@ -236,8 +241,10 @@ def test_the_page_asks_for_a_key_and_keeps_it_for_the_session(closed: Closed) ->
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda err: errors.append(str(err)))
+        missing: list[str] = []
+        page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
         page.goto(closed.server.url + "/")
-        page.wait_for_selector("#key-form:not([hidden])", timeout=30_000)
+        page.wait_for_selector("#key-form", state="visible", timeout=30_000)
         assert "needs an API key" in page.inner_text("#key-reason")
         page.fill("#key-input", "tps_wrong")
         page.click("#key-form button")
@@ -260,11 +267,81 @@ def test_the_page_asks_for_a_key_and_keeps_it_for_the_session(closed: Closed) ->
         stored = page.evaluate("() => [sessionStorage.getItem('tps-api-key'), localStorage.length]")
         assert stored == [closed.tokens["reader"], 0]
         assert "tps_" not in page.url and "tps_" not in page.evaluate("() => document.cookie")
+        assert not page.is_visible("#key-form"), "the prompt stays up once a key is accepted"
         page.click("#forget-key")
         assert page.evaluate("() => sessionStorage.getItem('tps-api-key')") is None
-        page.wait_for_selector("#key-form:not([hidden])", timeout=10_000)
+        page.wait_for_selector("#key-form", state="visible", timeout=10_000)
         assert not errors, errors
+        assert not missing, missing  # the favicon included
         browser.close()
     with closed.http("admin") as http:
         views = http.get("/v1/audit", params={"key": "reader-1", "action": "view"}).json()
     assert views["entries"], "the page's thumbnail loads are audited under the reader's key"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").is_file(), reason="needs Debian's chromium")
+def test_the_page_asks_for_no_key_where_reads_are_open(
+    tmp_path: Path, random_bundle: Path, gallery: Path
+) -> None:
+    """`make demo`: reads open on 127.0.0.1, so the first screen shows results and no prompt."""
+    from api_tests.test_page import CHROMIUM, FLAGS
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shutil.copytree(gallery, tmp_path / "index")
+    server = ServiceProcess(service_env(random_bundle, tmp_path / "index"), tmp_path / "log.txt")
+    server.start().wait_ready()
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+            page = browser.new_page()
+            missing: list[str] = []
+            page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+            page.goto(server.url + "/")
+            page.wait_for_selector("#status.ok", timeout=30_000)
+            page.fill("#query", "a person in a coat")
+            page.click("#search-button")
+            page.wait_for_selector("#results .card img", timeout=30_000)
+            assert not page.is_visible("#key-form") and not page.is_visible("#forget-key")
+            assert not missing, missing
+            browser.close()
+    finally:
+        server.stop()
+
+
+class UvicornFactory(ServiceProcess):
+    """The README's other way to serve: `uvicorn --factory service.app:create_app`, with
+    uvicorn's own defaults (proxy headers believed from 127.0.0.1)."""
+
+    def start(self) -> UvicornFactory:
+        log = open(self.log_path, "a")  # noqa: SIM115 - the child writes to it until stopped
+        command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        return self
+
+
+def test_a_forwarded_address_is_not_believed_under_uvicorn_factory(
+    tmp_path: Path, random_bundle: Path, gallery: Path
+) -> None:
+    shutil.copytree(gallery, tmp_path / "index")
+    keys = tmp_path / "keys.json"
+    tokens = {}
+    for role in ("reader", "admin"):
+        done = keys_cli(keys, "create", "--name", f"{role}-1", "--role", role)
+        tokens[role] = {"X-API-Key": done.stdout.strip()}
+    env = service_env(random_bundle, tmp_path / "index", TPS_KEYS_FILE=str(keys))
+    del env["TPS_API_KEY"], env["TPS_OPEN_READS"]
+    server = UvicornFactory(env, tmp_path / "log.txt").start().wait_ready()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            forged = {"X-Forwarded-For": "10.66.66.66"}
+            reply = http.post("/v1/search", json={"query": "q"}, headers=tokens["reader"] | forged)
+            assert reply.status_code == 200, reply.text
+            trail = http.get("/v1/audit", params={"action": "search"}, headers=tokens["admin"])
+            [entry] = trail.json()["entries"]
+    finally:
+        server.stop()
+    assert entry["key_name"] == "reader-1" and entry["client"] == "127.0.0.1"

@@ -100,14 +100,21 @@ def decode_bytes(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_side: int = DEFAULT_MAX_SIDE,
     formats: Sequence[str] | None = None,
+    draft: tuple[int, int] | None = None,
 ) -> DecodedImage:
-    """Identify, size-check (from the header, before decoding) and fully decode one image."""
+    """Identify, size-check (from the header, before decoding) and fully decode one image.
+
+    ``draft``: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale, as long as it stays at least this
+    large (Pillow's ``draft``), which costs that much less memory and time; other formats are
+    decoded whole. Gallery paths leave it out, so one file always gives one vector."""
     if not data:
         raise ImageDecodeError("empty", f"{name}: the file is empty")
     img = open_header(data, name, max_pixels, formats)
     check_size(img, name, max_pixels, max_side)
     width, height = img.size
     try:
+        if draft is not None:
+            img.draft("RGB", draft)
         img.load()
         rgb = to_rgb(ImageOps.exif_transpose(img))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import closing
@@ -124,6 +125,11 @@ def _add_parts(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m index", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress")
+    parser.add_argument(
+        "--group-readable",
+        action="store_true",
+        help="files it creates are readable by the group too (default: the owner's alone)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     build = commands.add_parser("build", help="encode a gallery into a new index")
@@ -487,4 +493,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n")
         return 0
 
-    return run_command(run, _user_errors())
+    # A gallery holds footage of people and who they are: what this command creates (vectors,
+    # index.json, the manifest) is its owner's alone, or with --group-readable its group's too.
+    # Every file of the index package takes 0o666 less the umask (bundle/fsio.py, SQLite).
+    private = 0o027 if args.group_readable else 0o077
+    previous = os.umask(0o077)
+    os.umask(previous | private)
+    try:
+        return run_command(run, _user_errors())
+    finally:
+        os.umask(previous)

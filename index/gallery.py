@@ -337,6 +337,7 @@ class GalleryIndex:
             master = faiss_backend.with_removed(snap.master, snap.kind, np.array(sorted(gone)))
             labels = {i: v for i, v in snap.labels.items() if i not in gone}
             self._committer.commit(snap, master, labels, RowChanges(deletes=sorted(gone)))
+            self._manifest.forget_removed()
         log.info("removed %d items from %s", len(found), self.path)
         return [i for i in wanted if i in found]
 

@@ -63,6 +63,8 @@ class Manifest:
                 conn.execute("PRAGMA journal_mode=WAL").fetchone()
                 # FULL: a commit is on disk when it returns (NORMAL may lose it on power loss).
                 conn.execute("PRAGMA synchronous=FULL")
+                # A removed image's metadata (person, camera, time) is zeroed, not just unlinked.
+                conn.execute("PRAGMA secure_delete=ON")
         except BaseException:
             conn.close()
             raise
@@ -102,6 +104,13 @@ class Manifest:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def forget_removed(self) -> None:
+        """Copy the WAL into the database and truncate it: until then the WAL still holds the
+        removed rows as they were written. Best effort: a reader in another process may hold the
+        WAL (the checkpoint then leaves it), and the next removal tries again."""
+        with self._guard():
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     # --- plumbing ---------------------------------------------------------------------------
 

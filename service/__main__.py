@@ -5,7 +5,8 @@ override host, port and log level only. ``python -m service keys|audit|retention
 keys, export the audit trail and run retention (service/keys_cli.py, audit_cli.py,
 retention_cli.py).
 
-The server refuses to start on a non-loopback address with no keys, or with open reads.
+The server refuses to start on a non-loopback address with no keys, with open reads or with a
+weak TPS_API_KEY, and anywhere with a keys file that is malformed or writable by others.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 from bundle.cli import EXIT_BAD_INPUT
 from service.app import create_app
 from service.audit_cli import main as audit_main
+from service.keys import KeysFileError
 from service.keys_cli import main as keys_main
 from service.retention_cli import main as retention_main
 from service.security import exposure_problem
@@ -89,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[argv[0]](argv[1:])
     args = parse_args(argv)
     settings = _settings_or_exit(args)
-    app = create_app(settings)
-    problem = exposure_problem(settings, app.state.keys)
+    try:
+        app = create_app(settings)  # reads the keys file
+        problem = exposure_problem(settings, app.state.keys)
+    except KeysFileError as err:
+        problem = str(err)
     if problem is not None:  # before binding: nothing listens on an address it may not open
         print(f"python -m service: error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 
@@ -19,11 +20,15 @@ from starlette.types import Scope
 
 from index.errors import IndexStoreError
 from service.audit import AuditError, AuditLog
+from service.clients import ClientAddressMiddleware
+from service.headers import SecurityHeadersMiddleware
 from service.keys import KeyRing
 from service.loader import Loader, close_runtime
+from service.lockout import Lockout
 from service.metrics import Metrics
 from service.middleware import AccessLogMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from service.openapi import install_openapi
+from service.refusals import RefusalThrottle
 from service.retention import cutoff_for, sweep
 from service.routes import audit, gallery, health, page, search
 from service.routes.page import STATIC_DIR
@@ -46,10 +51,27 @@ loaded and warmed.
 UPLOAD_PATHS = frozenset({"/v1/gallery", "/v1/search/image"})
 
 
+# TPS_FILE_MODE → the process umask. The service's own files (uploads, service/storage.py) and
+# the index package's (index/, bundle/fsio.py: generations, index.json, the manifest a new store
+# creates) all take 0o666/0o777 less the umask, so one umask set at start-up covers every file
+# and folder the server creates; the audit trail and its exports are 0600 whatever it is.
+UMASKS = {"owner": 0o077, "group": 0o027}
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     loader: Loader = app.state.loader
     settings: Settings = app.state.settings
+    previous_umask = os.umask(UMASKS[settings.file_mode])
+    try:
+        async with _serving(app, loader, settings):
+            yield
+    finally:
+        os.umask(previous_umask)
+
+
+@contextlib.asynccontextmanager
+async def _serving(app: FastAPI, loader: Loader, settings: Settings) -> AsyncIterator[None]:
 
     async def load() -> None:
         runtime = await loader.load()
@@ -211,6 +233,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0",
         description=DESCRIPTION,
         lifespan=_lifespan,
+        # /docs is the package's own page (service/routes/page.py): FastAPI's pages load
+        # Swagger UI and ReDoc from a CDN.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -218,6 +245,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = None
     app.state.keys = KeyRing(settings.keys_file)  # re-read on change: revocation needs no restart
     app.state.audit = None  # opened when the app starts (service/audit.py)
+    app.state.decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)  # search photos
+    app.state.refusals = RefusalThrottle(settings.audit_refusal_interval_s)
+    app.state.lockout = Lockout(
+        settings.auth_lockout_failures, settings.auth_lockout_window_s, settings.auth_lockout_s
+    )
 
     routers = [module.router for module in (search, gallery, audit, health, page)]
     for router in routers:
@@ -236,6 +268,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Added last = outermost: metrics see every response, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit, metrics=metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -245,5 +278,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(AccessLogMiddleware)
+    # Outermost: the client address is settled before anything logs or audits it.
+    app.add_middleware(ClientAddressMiddleware, trusted_proxies=settings.trusted_proxies)
     _bind_gauges(app, metrics)
     return app

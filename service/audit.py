@@ -17,7 +17,8 @@ A request waits for its entry at most ``timeout`` seconds (TPS_AUDIT_TIMEOUT_S),
 503: a trail that cannot keep up never holds searches for long. A request cancelled while it
 waits (its client went away) still has its entry written; only the answer is dropped.
 
-The database file is created 0600: it holds every query text and who searched for whom.
+The database file is created 0600: it holds every query text and who searched for whom. Swept
+entries are zeroed (``secure_delete``) and the WAL is truncated after a sweep.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def connect(
     conn = sqlite3.connect(path, timeout=busy_s, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={sync.upper()}")
+    conn.execute("PRAGMA secure_delete=ON")  # swept entries are zeroed, not just unlinked
     conn.executescript(SCHEMA)
     return conn
 
@@ -207,10 +209,16 @@ class AuditLog:
                 (cutoff, SWEEP_BATCH),
             ).rowcount
 
+        def checkpoint(conn: sqlite3.Connection) -> None:
+            # The WAL still holds the entries as written; a reader elsewhere may keep it (the
+            # checkpoint is then partial and the next sweep tries again).
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
         removed = 0
         while batch := self.run(delete):  # one batch a job: entries are written in between
             removed += batch
         if removed:  # a sweep that found nothing leaves no trace (it runs every hour)
+            self.run(checkpoint)
             details = {"removed_entries": removed, "before": cutoff}
             self.record_now(Entry(key_name, role, None, "audit_retention", details))
         return removed

@@ -16,6 +16,7 @@ import numpy as np
 
 from index.gallery_store import GalleryStore
 from service.query import Examples
+from service.retention import is_expired
 
 
 class UnknownExamplesError(LookupError):
@@ -52,17 +53,24 @@ def load_examples(
     beta: float,
     exclude: bool = True,
     uploaded: np.ndarray | None = None,
+    cutoff: float | None = None,
 ) -> Examples | None:
     """The examples of one request (None when there are none): gallery vectors read in one
     store call, then ``uploaded`` (rows, e.g. an encoded photo) as further positives. Raises
     UnknownExamplesError naming every id the store does not hold, ConflictingExamplesError for
-    an id given both ways. Blocking: call it from a worker thread."""
+    an id given both ways. An image past the retention ``cutoff`` counts as one the store does
+    not hold. Blocking: call it from a worker thread."""
     positives, negatives = distinct(positive_ids), distinct(negative_ids)
     check_disjoint(positives, negatives)
     wanted = [*positives, *negatives]
     if not wanted and uploaded is None:
         return None
     found = store.vectors(wanted) if wanted else {}
+    if cutoff is not None:
+        for image_id in list(found):
+            item = store.get(image_id)
+            if item is None or is_expired(item, cutoff):
+                del found[image_id]
     missing = [i for i in wanted if i not in found]
     if missing:
         raise UnknownExamplesError(missing)

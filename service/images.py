@@ -75,6 +75,37 @@ def check_image(data: bytes, name: str, max_pixels: int, max_side: int) -> Check
     )
 
 
+# A search photo is reduced to the towers' 384x128 anyway: a JPEG is decoded at the smallest
+# DCT scale that keeps it at least this large, a fraction of the memory of a full decode.
+QUERY_DRAFT = (768, 768)
+
+
+def check_query_photo(
+    data: bytes, name: str, max_pixels: int, max_side: int, max_file_pixels: int
+) -> Image.Image:
+    """A search photo, decoded (EXIF-rotated, RGB). ``max_pixels`` bounds what is decoded: a
+    JPEG counts at the scale it is decoded at, so a phone's photo passes and a PNG of as many
+    pixels does not; ``max_file_pixels`` (an upload's limit) bounds what the file declares."""
+    try:
+        header = open_header(data, name, max_file_pixels, formats=list(FORMATS))
+        if header.format == "JPEG":
+            header.draft("RGB", QUERY_DRAFT)  # reads no pixels: sets the scale and the size
+        width, height = header.size
+        if width * height > max_pixels:
+            raise ImageRejectedError(
+                413,
+                f"{name}: {width}x{height} is {width * height:,} pixels to decode; a search "
+                f"photo may have {max_pixels:,} (TPS_MAX_QUERY_PIXELS; a JPEG counts at the "
+                "reduced scale it is decoded at)",
+            )
+        decoded = decode_bytes(
+            data, name, max_file_pixels, max_side, formats=list(FORMATS), draft=QUERY_DRAFT
+        )
+    except ImageDecodeError as err:
+        raise _rejected(err, name) from None
+    return decoded.image
+
+
 def media_type(path: Path) -> str:
     return SUFFIX_MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
 

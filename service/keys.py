@@ -7,7 +7,8 @@ random token has no dictionary, and a fast hash keeps the per-request check to m
 The file is rewritten atomically (bundle/fsio.py) with mode 0600, so a reader never sees half a
 file; :class:`KeyRing` re-reads it when its inode, size or mtime changes, checked by one ``stat``
 per request, so a key revoked by ``python -m service keys revoke`` is refused on the very next
-request without a restart.
+request without a restart. A keys file that group or others may write is refused (at start-up,
+and with 503 while running): anyone who can write it can give themselves a key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -166,6 +168,11 @@ class KeyRing:
             st = os.stat(self.path)
         except FileNotFoundError:
             return None
+        if st.st_mode & 0o022:  # whoever may write it may give themselves an admin key
+            raise KeysFileError(
+                f"the keys file {self.path} is writable by group or others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}): chmod 600 it"
+            )
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _refresh(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -113,11 +114,30 @@ class MetricsMiddleware:
 
 access_log = logging.getLogger("service.access")
 
+# What a request may put into a log line: control characters (C0, DEL, C1), Unicode line and
+# paragraph separators, and the quote and backslash of the line's own format. The path is
+# logged decoded, so "%0A" in a URL would otherwise end the line and start a forged one.
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f\u2028\u2029"\\]')
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", '"': '\\"', "\\": "\\\\"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that could end or fake a log line escaped."""
+    return _UNSAFE.sub(_escape, text)
+
 
 class AccessLogMiddleware:
     """One line per request with the caller's key name (uvicorn's own access log cannot know
     it): ``client "METHOD path HTTP/1.1" status key=NAME ms``. The query string is left out, so no
-    search text or key ever reaches the log."""
+    search text or key ever reaches the log; what the request chose (path, method, version) is
+    escaped by :func:`printable`, so one request is always one line."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -136,10 +156,10 @@ class AccessLogMiddleware:
             client = scope.get("client") or ("-", 0)
             access_log.info(
                 '%s "%s %s HTTP/%s" %d key=%s %.1fms',
-                client[0],
-                scope.get("method", ""),
-                scope.get("path", ""),
-                scope.get("http_version", "1.1"),
+                printable(str(client[0])),
+                printable(scope.get("method", "")),
+                printable(scope.get("path", "")),
+                printable(scope.get("http_version", "1.1")),
                 status,
                 principal.name if principal is not None else "-",
                 (time.perf_counter() - started) * 1000.0,

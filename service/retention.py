@@ -10,6 +10,10 @@ references the user's own files; retention takes those images out of the gallery
 metadata: they can no longer be found or viewed) and leaves the files where they are, since the
 service never deletes what it did not write.
 
+Between sweeps every read path (search results, examples, metadata, the image, its thumbnail)
+refuses an image past the same cutoff (:func:`read_cutoff`, :func:`is_expired`), so footage is
+never shown after its time for want of a sweep; an upload already past it is refused.
+
 The decision and the removal happen under the image folder's write lock (service/storage.py),
 as uploads and deletes do, so an upload cannot slip a new file between them. Each batch is
 recorded in the audit trail with the ids removed.
@@ -25,6 +29,7 @@ from pathlib import Path
 from index.gallery_store import GalleryStore
 from index.items import ItemMeta
 from service.audit import AuditLog, Entry
+from service.settings import Settings
 from service.storage import ImageStore
 
 log = logging.getLogger(__name__)
@@ -62,8 +67,31 @@ def age_reference(item: ItemMeta) -> float:
     return min(item.captured_at, item.added_at)
 
 
+def is_expired(item: ItemMeta, cutoff: float | None) -> bool:
+    return cutoff is not None and age_reference(item) < cutoff
+
+
+def read_cutoff(settings: Settings) -> float | None:
+    """The cutoff reads apply now (None: no retention period), the sweep's own."""
+    if settings.retention_days is None:
+        return None
+    return cutoff_for(settings.retention_days)
+
+
 def expired(store: GalleryStore, cutoff: float) -> list[ItemMeta]:
-    return [item for item in store.items() if age_reference(item) < cutoff]
+    return [item for item in store.items() if is_expired(item, cutoff)]
+
+
+def past_retention(captured_at: float | None, settings: Settings) -> str | None:
+    """Why an upload captured at ``captured_at`` must be refused, or None: it would be past the
+    retention period the moment it was stored (its age counts from the capture time)."""
+    cutoff = read_cutoff(settings)
+    if captured_at is None or cutoff is None or captured_at >= cutoff:
+        return None
+    return (
+        f"captured_at is more than {settings.retention_days:g} days ago, past the retention "
+        "period (TPS_RETENTION_DAYS): the image would be removed at once, so it is not stored"
+    )
 
 
 def sweep(
@@ -78,11 +106,13 @@ def sweep(
 ) -> Outcome:
     """Remove every image older than ``cutoff`` (blocking: a worker thread or the CLI)."""
     outcome = Outcome(cutoff, dry_run=dry_run)
+    if dry_run:  # a list of what is about to go is a view of the gallery: audited too
+        outcome.removed = sorted(i.image_id for i in expired(store, cutoff))
+        if trail is not None:
+            trail.record_now(Entry(who[0], who[1], client, "retention_dry_run", outcome.as_dict()))
+        return outcome
     with images.writing():
         doomed = expired(store, cutoff)
-        if dry_run:
-            outcome.removed = sorted(i.image_id for i in doomed)
-            return outcome
         if not doomed:
             return outcome
         present = set(store.remove([i.image_id for i in doomed]))

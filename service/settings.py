@@ -17,8 +17,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from index.engine_policy import EnginePolicy
 from index.errors import IndexStoreError
 from index.stores import milvus_target, store_kind
+from service.clients import parse_networks
 
 MB = 1024 * 1024
+DEFAULT_AUDIT_RETENTION_DAYS = 365.0
 # Orphan files younger than this survive the start-up sweep of a Milvus-backed service, whose
 # image folder other replicas write to (see service/storage.py for why the lock comes first).
 SHARED_SWEEP_GRACE_S = 900.0
@@ -119,6 +121,32 @@ class Settings(BaseSettings):
         description="Let anyone search and view images without a key; honoured only on a "
         "loopback address (the local demo).",
     )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or networks of reverse proxies whose "
+        "X-Forwarded-For names the client; empty (the default): forwarding headers are never "
+        "believed and the address that connected is the client.",
+    )
+    auth_lockout_failures: int = Field(
+        default=10,
+        ge=0,
+        description="Wrong keys from one client (off this machine) within "
+        "TPS_AUTH_LOCKOUT_WINDOW_S that lock it out for TPS_AUTH_LOCKOUT_S (429 with "
+        "Retry-After); 0 turns the lock-out off.",
+    )
+    auth_lockout_window_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="The window in which TPS_AUTH_LOCKOUT_FAILURES wrong keys lock a client out.",
+    )
+    auth_lockout_s: float = Field(
+        default=300.0, gt=0, description="How long a locked-out client is answered 429."
+    )
+    file_mode: Literal["owner", "group"] = Field(
+        default="owner",
+        description="Who may read the files the service creates (uploads, index generations, "
+        "manifest, audit trail): owner (0600 files, 0700 folders) or group (0640, 0750).",
+    )
     # Deprecated: true is what every server now does; false means TPS_OPEN_READS=true, with its
     # loopback-only rule (service/security.py). Reads as ``not open_reads`` once validated.
     read_requires_key: bool | None = None
@@ -141,7 +169,20 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a request waits for its audit entry before failing with 503.",
     )
-    audit_retention_days: float | None = Field(default=None, gt=0)
+    audit_retention_days: float | None = Field(
+        default=DEFAULT_AUDIT_RETENTION_DAYS,
+        ge=0,
+        description=f"Delete audit entries older than this many days (default "
+        f"{DEFAULT_AUDIT_RETENTION_DAYS:g}: the trail outlives footage retention, but not "
+        "forever); 0 keeps them forever.",
+    )
+    audit_refusal_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Refused requests (auth_failed, forbidden) are audited at most once per "
+        "client, route and kind in this many seconds; the next entry counts those left out "
+        "(suppressed), so a flood cannot fill the disk. 0 audits every one.",
+    )
     retention_days: float | None = Field(
         default=None,
         gt=0,
@@ -175,6 +216,19 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * MB, ge=1024)
     max_files: int = Field(default=16, ge=1)
     max_pixels: int = Field(default=40_000_000, ge=1)
+    max_query_pixels: int = Field(
+        default=4_000_000,
+        ge=1,
+        description="Pixels a search photo (/v1/search/image) may decode to, far fewer than an "
+        "upload's: the towers see 384x128. A JPEG counts at the reduced scale it is decoded at "
+        "(1/2 to 1/8), so a phone's photo passes (its file within TPS_MAX_PIXELS).",
+    )
+    max_concurrent_decodes: int = Field(
+        default=2,
+        ge=1,
+        description="Search photos decoded at once; more wait their turn, so a flood of large "
+        "photos costs bounded memory.",
+    )
     max_image_side: int = Field(default=12_000, ge=16)
     thumb_size: int = Field(default=256, ge=16, le=1024)
 
@@ -203,9 +257,20 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator(
-        "retention_days", "audit_retention_days", "keys_file", "audit_db", mode="before"
-    )
+    @field_validator("audit_retention_days", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: object) -> object:
+        # Unset (compose's empty string) keeps the default; 0 is how to keep entries forever.
+        if isinstance(value, str) and not value.strip():
+            return DEFAULT_AUDIT_RETENTION_DAYS
+        return value
+
+    @field_validator("audit_retention_days", mode="after")
+    @classmethod
+    def _zero_is_forever(cls, value: float | None) -> float | None:
+        return value or None
+
+    @field_validator("retention_days", "keys_file", "audit_db", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         # Compose passes an unset variable as an empty string: that means "not set".
@@ -226,11 +291,17 @@ class Settings(BaseSettings):
                 raise ValueError(str(err)) from None
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        parse_networks(value)  # a typo must not silently trust nobody (or everybody)
         return value
 
     @model_validator(mode="after")

@@ -24,7 +24,8 @@ touched (the default for a Milvus server is 15 minutes, far longer than any writ
 before its commit).
 
 Files and folders get the modes the index's own get (bundle/fsio.py): 0o666 and 0o777 less the
-process umask, so whoever may read the index may read its images too.
+process umask, which the service sets at start-up from TPS_FILE_MODE (service/app.py): owner
+only by default, so no other local user reads the footage.
 """
 
 from __future__ import annotations
@@ -202,8 +203,8 @@ def _older_than(paths: list[Path], cutoff: float) -> list[Path]:
 
 def _new_partial(folder: Path) -> tuple[int, Path]:
     """A fresh ``.upload-*.part`` file (the name the sweep knows), opened for writing, with the
-    mode bundle.fsio.temp_sibling gives the index's files: ``mkstemp``'s 0600 would hide the
-    images from a reader the index's files are open to (a backup, a server run as another user)."""
+    mode bundle.fsio.temp_sibling gives the index's files (the umask decides, TPS_FILE_MODE), where
+    ``mkstemp`` would always give 0600."""
     for _ in range(100):
         tmp = folder / f".upload-{secrets.token_hex(8)}.part"
         try:

@@ -130,3 +130,14 @@ def test_cors_is_off_by_default(rel_server: ServiceProcess) -> None:
     assert preflight.status == 405
     simple = request(rel_server.url, "GET", "/healthz", {"Origin": "https://elsewhere.example"})
     assert simple.status == 200 and "access-control-allow-origin" not in simple.headers
+
+
+def test_a_request_cannot_forge_an_access_log_line(rel_server: ServiceProcess) -> None:
+    """The path is logged decoded: a percent-encoded newline must not start a line of its own."""
+    fake = '03:10:00 INFO service.access: 10.9.9.9 "GET /v1/audit HTTP/1.1" 200 key=boss'
+    path = "/v1/gallery/x%0A" + fake.replace(" ", "%20").replace('"', "%22")
+    assert request(rel_server.url, "GET", path).status == 404
+    time.sleep(0.5)  # the access log line is written once the reply has gone out
+    lines = rel_server.log_path.read_text().splitlines()
+    assert not [line for line in lines if line.startswith(fake[:30])], "a forged line"
+    assert any("/v1/gallery/x\\n03:10:00" in line for line in lines)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
+from service import audit_events
 from service.audit import AuditLog
 from service.deps import RuntimeDep
 from service.metadata import MetadataError, parse_time
@@ -72,6 +73,10 @@ def audit(
     )
     more = len(rows) > limit
     rows = rows[:limit]
+    # Who read whose searches is recorded too, after the read (a page never holds its own).
+    given = {"since": since, "until": until, "key": key, "action": action, "cursor": cursor}
+    filters = {name: value for name, value in given.items() if value} | {"limit": limit}
+    audit_events.record_now(request, "audit_read", {"filters": filters, "returned": len(rows)})
     return {"entries": rows, "next_cursor": rows[-1]["id"] if more else None}
 
 

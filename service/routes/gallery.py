@@ -25,6 +25,7 @@ from service.deps import RuntimeDep
 from service.images import IMAGE_MEDIA_TYPES, ImageRejectedError, media_type, thumbnail
 from service.ingest import Upload, UploadError, UploadFields, check_fields, ingest, remove
 from service.metadata import as_utc
+from service.retention import is_expired, past_retention, read_cutoff
 from service.runtime import Runtime
 from service.schemas import (
     UPLOAD_REQUEST_BODY,
@@ -116,6 +117,9 @@ async def _read_uploads(request: Request, runtime: Runtime) -> tuple[list[Upload
         except UploadError as err:
             runtime.metrics.rejected.labels(reason=f"upload_{err.status}").inc()
             raise HTTPException(err.status, err.message) from None
+        if (why := past_retention(fields.captured_at, runtime.settings)) is not None:
+            runtime.metrics.rejected.labels(reason="upload_422").inc()
+            raise HTTPException(422, why)
         return uploads, fields
     finally:
         await form.close()
@@ -207,8 +211,9 @@ def could_exist(image_id: str) -> bool:
 
 
 def _item_or_404(runtime: Runtime, image_id: str) -> ItemMeta:
+    """The stored item, unless it is missing or past the retention period (not yet swept)."""
     item = runtime.store.get(image_id) if could_exist(image_id) else None
-    if item is None:
+    if item is None or is_expired(item, read_cutoff(runtime.settings)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery image with id {image_id!r}")
     return item
 

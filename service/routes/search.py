@@ -29,9 +29,10 @@ from service.batching import BatcherClosedError, QueueFullError
 from service.deps import RuntimeDep
 from service.examples import ConflictingExamplesError, UnknownExamplesError, load_examples
 from service.image_search_form import IMAGE_SEARCH_REQUEST_BODY, read_image_search
-from service.images import ImageRejectedError, check_image
+from service.images import ImageRejectedError, check_query_photo
 from service.metadata import as_utc
 from service.query import Examples, QueryOutcome, SearchQuery, in_parts_mode, request_weights
+from service.retention import is_expired, read_cutoff
 from service.runtime import Runtime
 from service.schemas import (
     BatchSearchRequest,
@@ -132,10 +133,21 @@ def _metadata(store: GalleryStore, image_ids: Iterable[str]) -> dict[str, ItemMe
     return found
 
 
-async def _described(runtime: Runtime, outcomes: list[QueryOutcome]) -> list[list[SearchHit]]:
+async def _unexpired(
+    runtime: Runtime, outcomes: list[QueryOutcome]
+) -> tuple[list[QueryOutcome], dict[str, ItemMeta]]:
+    """The outcomes without the images past the retention period (still in the store until the
+    next sweep), and the stored items of their hits."""
     ids = [h.image_id for outcome in outcomes for h in outcome.hits]
     items = await asyncio.to_thread(_metadata, runtime.store, ids) if ids else {}
-    return [_hits(outcome, items) for outcome in outcomes]
+    cutoff = read_cutoff(runtime.settings)
+    gone = {i for i, item in items.items() if is_expired(item, cutoff)}
+    if gone:
+        outcomes = [
+            QueryOutcome([h for h in o.hits if h.image_id not in gone], o.truncated, o.vector)
+            for o in outcomes
+        ]
+    return outcomes, items
 
 
 def _hits(outcome: QueryOutcome, items: dict[str, ItemMeta]) -> list[SearchHit]:
@@ -168,6 +180,7 @@ async def _examples(
             body.beta,
             body.exclude_examples,
             uploaded,
+            read_cutoff(runtime.settings),
         )
     except ConflictingExamplesError as err:
         raise invalid("negative_ids", str(err)) from None
@@ -223,13 +236,13 @@ async def answer(
     depth = max(body.top_k, SUGGEST_DEPTH) if body.suggest else body.top_k
     query = SearchQuery(body.query, examples, weights)
     [outcome] = await _run(runtime, [query], depth, body.unique_persons, where)
+    [outcome], items = await _unexpired(runtime, [outcome])
     suggestions = None
     if body.suggest:
         suggestions = await asyncio.to_thread(_suggestions, runtime, body, examples, outcome)
     shown = QueryOutcome(outcome.hits[: body.top_k], outcome.truncated, outcome.vector)
-    [hits] = await _described(runtime, [shown])
     return SearchResponse(
-        results=hits,
+        results=_hits(shown, items),
         model=runtime.fingerprint,
         took_ms=(time.perf_counter() - started) * 1000.0,
         truncated=outcome.truncated,
@@ -262,10 +275,11 @@ async def search(request: Request, body: SearchRequest, runtime: RuntimeDep) -> 
 
 
 def _encode_upload(runtime: Runtime, data: bytes, name: str) -> np.ndarray:
-    """Check and decode the photo like an upload, then encode it (blocking: a worker thread)."""
+    """Check and decode the photo (a lower pixel limit than an upload's, a JPEG at reduced
+    scale), then encode it (blocking: a worker thread)."""
     s = runtime.settings
-    checked = check_image(data, name, s.max_pixels, s.max_image_side)
-    return runtime.encode_images_now([runtime.bundle.preprocess(checked.image)])
+    image = check_query_photo(data, name, s.max_query_pixels, s.max_image_side, s.max_pixels)
+    return runtime.encode_images_now([runtime.bundle.preprocess(image)])
 
 
 @router.post(
@@ -287,7 +301,10 @@ async def search_image(request: Request, runtime: RuntimeDep) -> SearchResponse:
     check_limits(runtime, [body.query] if body.query is not None else [], body.top_k, "query")
     started = time.perf_counter()  # the photo's decode and encode count too
     try:
-        vector = await asyncio.to_thread(_encode_upload, runtime, form.data, form.name)
+        # TPS_MAX_CONCURRENT_DECODES at once: the others wait here, on the event loop, holding
+        # neither a worker thread nor decoded pixels.
+        async with request.app.state.decode_slots:
+            vector = await asyncio.to_thread(_encode_upload, runtime, form.data, form.name)
     except ImageRejectedError as err:
         raise HTTPException(err.status, err.message) from None
     response = await answer(runtime, body, started, vector)
@@ -320,7 +337,8 @@ async def search_batch(
     where = body.filters.gallery_filter() if body.filters else None
     queries = [SearchQuery(q, None, weights) for q in body.queries]
     outcomes = await _run(runtime, queries, body.top_k, body.unique_persons, where)
-    described = await _described(runtime, outcomes)
+    outcomes, items = await _unexpired(runtime, outcomes)
+    described = [_hits(outcome, items) for outcome in outcomes]
     response = BatchSearchResponse(
         queries=[
             QueryResults(results=hits, truncated=o.truncated)

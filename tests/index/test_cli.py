@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,44 @@ def test_build_from_dataset_split(
     with GalleryIndex.open(tmp_path / "idx") as index:
         assert {i.image_id: i.person_id for i in index.items()} == test_images
         assert index.stats()["kind"] == "ivf"
+
+
+@pytest.mark.parametrize(
+    ("flags", "files", "folder"), [((), 0o600, 0o700), (("--group-readable",), 0o640, 0o750)]
+)
+def test_a_built_index_is_private_on_disk(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    camera: Path,
+    random_bundle: Path,
+    flags: tuple[str, ...],
+    files: int,
+    folder: int,
+) -> None:
+    """The manifest names persons, cameras and times: other local users must not read it."""
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "idx"
+        _run_in_process(
+            capsys,
+            *flags,
+            "build",
+            "--bundle",
+            random_bundle,
+            "--images",
+            camera,
+            "--out",
+            out,
+            "--workers",
+            "0",
+        )
+        assert os.umask(0o022) == 0o022  # the caller's umask is back
+    finally:
+        os.umask(old)
+    made = [p for p in out.rglob("*") if p.is_file() and p.name != ".lock"]
+    assert {p.name for p in made} >= {"manifest.sqlite", "index.json"}
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in made} == {p.name: files for p in made}
+    assert stat.S_IMODE(out.stat().st_mode) == folder
 
 
 def test_entry_point(

@@ -143,3 +143,51 @@ def test_the_trail_is_append_only_and_groups_commits(tmp_path: Path) -> None:
         assert left["action"] == "audit_retention" and left["details"]["removed_entries"] == 200
     finally:
         trail.close()
+
+
+def test_reading_the_trail_is_itself_audited(keyed) -> None:
+    client, _, admin = keyed
+    params = {"key": "rita", "action": "search", "limit": 3}
+    page = client.get("/v1/audit", params=params, headers=admin).json()
+    reads = client.get("/v1/audit", params={"action": "audit_read"}, headers=admin).json()
+    read = reads["entries"][-1]  # a read's own entry is written after it has read
+    assert read["key_name"] == "ada" and read["role"] == "admin"
+    assert read["details"]["filters"] == {"key": "rita", "action": "search", "limit": 3}
+    assert read["details"]["returned"] == len(page["entries"])
+
+
+def test_swept_entries_leave_no_trace_in_the_trail_files(tmp_path: Path) -> None:
+    trail = AuditLog(tmp_path / "a.sqlite")
+    try:
+        for i in range(50):
+            trail.record_now(Entry("k", "reader", None, "search", {"query": f"needle-{i:03d}"}))
+        assert trail.sweep(cutoff=2e9, key_name="retention") == 50
+        files = list(tmp_path.glob("a.sqlite*"))  # while the trail is open: its WAL too
+        assert len(files) == 3
+        for path in files:
+            assert b"needle-" not in path.read_bytes(), path.name
+    finally:
+        trail.close()
+
+
+def test_the_trail_forgets_after_a_year_by_default(make_settings: Callable[..., Settings]) -> None:
+    """Without TPS_AUDIT_RETENTION_DAYS the server still sweeps the trail (365 days)."""
+    import time
+
+    settings = make_settings()
+    assert settings.audit_retention_days == 365
+    old = time.time() - 400 * 86_400.0
+    trail = AuditLog(settings.audit_path)
+    try:
+        trail.record_now(Entry("rita", "reader", None, "search", {"query": "long ago"}, old))
+        trail.record_now(Entry("rita", "reader", None, "search", {"query": "last month"}))
+    finally:
+        trail.close()
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        deadline = time.monotonic() + 20
+        while not client.app.state.audit.read(action="audit_retention"):
+            assert time.monotonic() < deadline, "the start-up sweep never swept the trail"
+            time.sleep(0.05)
+        queries = [e["details"]["query"] for e in client.app.state.audit.read(action="search")]
+    assert queries == ["last month"]

@@ -72,7 +72,7 @@ def test_the_sweep_deletes_in_batches_and_records_itself(
             trail.record_now(_entry("old", when=1000.0 + n))
         trail.record_now(_entry("new"))
         assert trail.sweep(cutoff=2000.0, key_name="retention") == 5
-        assert len(jobs) == 4  # 2 + 2 + 1, then an empty batch ends it
+        assert len(jobs) == 5  # 2 + 2 + 1, an empty batch ends it, then the checkpoint
         actions = [e["action"] for e in trail.read()]
         assert actions == ["new", "audit_retention"]
     finally:

@@ -10,6 +10,8 @@ from service.keys import KeyRing, create_key
 from service.security import exposure_problem, is_loopback
 from service.settings import Settings
 
+STRONG_KEY = "k" * 40
+
 
 @pytest.mark.parametrize(
     "host, loopback",
@@ -40,7 +42,7 @@ def test_the_rules(tmp_path: Path) -> None:
     assert exposure_problem(settings(tmp_path, open_reads=True), no_keys) is None  # the demo
     problem = exposure_problem(settings(tmp_path, host="0.0.0.0"), no_keys)
     assert problem is not None and problem.startswith("no API keys on a non-loopback address")
-    assert exposure_problem(settings(tmp_path, host="0.0.0.0", api_key="k" * 20), no_keys) is None
+    assert exposure_problem(settings(tmp_path, host="0.0.0.0", api_key="k" * 32), no_keys) is None
     create_key(keys_file, "alice", "reader")
     assert exposure_problem(settings(tmp_path, host="0.0.0.0"), KeyRing(keys_file)) is None
     opened = settings(tmp_path, host="10.0.0.5", open_reads=True)
@@ -58,9 +60,10 @@ def test_open_reads_never_reach_a_request_that_came_in_on_a_public_address(
     from fastapi.testclient import TestClient
 
     from service.app import create_app
-    from tests.service.support import KEY, wait_ready
+    from tests.service.support import wait_ready
 
-    app = create_app(make_settings(open_reads=True))
+    app = create_app(make_settings(open_reads=True, api_key=STRONG_KEY))
+    KEY = {"X-API-Key": STRONG_KEY}
     body = {"query": "a man in red", "top_k": 1}
     with TestClient(app, base_url="http://127.0.0.1") as client:  # one client: one event loop
         wait_ready(client)
@@ -71,3 +74,14 @@ def test_open_reads_never_reach_a_request_that_came_in_on_a_public_address(
             assert client.post(url, json=body, headers=KEY).status_code == 200
         mapped = "http://[::ffff:127.0.0.1]/v1/search"
         assert client.post(mapped, json=body).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "key, problem",
+    [("demo-key", "the published demo key"), ("x" * 31, "shorter than 32 characters")],
+)
+def test_a_weak_key_is_refused_off_loopback(tmp_path: Path, key: str, problem: str) -> None:
+    no_keys = KeyRing(tmp_path / "keys.json")
+    refused = exposure_problem(settings(tmp_path, host="0.0.0.0", api_key=key), no_keys)
+    assert refused is not None and problem in refused and key not in refused
+    assert exposure_problem(settings(tmp_path, api_key=key), no_keys) is None  # the demo

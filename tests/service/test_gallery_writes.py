@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.support import KEY, count, jpeg, png_header_only
+from service.app import create_app
+from tests.service.support import KEY, count, jpeg, png_header_only, wait_ready
 
 
 def stored_files(client: TestClient) -> set[Path]:
@@ -126,8 +128,36 @@ def test_stored_files_get_the_mode_of_the_index_files(client: TestClient) -> Non
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(
         (index_dir / "index.json").stat().st_mode
     )
-    assert stat.S_IMODE(path.parent.stat().st_mode) == stat.S_IMODE(index_dir.stat().st_mode)
     client.delete(f"/v1/gallery/{reply.json()['added'][0]['image_id']}", headers=KEY)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize(
+    ("file_mode", "files", "folders"), [("owner", 0o600, 0o700), ("group", 0o640, 0o750)]
+)
+def test_footage_and_the_index_are_private_on_disk(
+    make_settings, file_mode: str, files: int, folders: int
+) -> None:
+    """Whatever the umask the server was started with: no other local user reads the images,
+    the vectors or the manifest's persons, cameras and times."""
+    old = os.umask(0o022)
+    try:
+        settings = make_settings(file_mode=file_mode)
+        with TestClient(create_app(settings)) as client:
+            wait_ready(client)
+            assert upload(client, ("walker.jpg", jpeg((7, 8, 9)))).status_code == 201
+            [path] = stored_files(client)
+            index_dir = settings.index_dir
+            vectors = max(index_dir.glob("vectors.*"), key=lambda p: p.stat().st_mtime)
+            assert [mode(p) for p in (path, vectors, index_dir / "index.json")] == [files] * 3
+            assert mode(path.parent) == mode(settings.images_path) == folders
+            assert mode(settings.audit_path) == 0o600  # always the owner's alone
+        assert os.umask(0o022) == 0o022  # the process's own umask is back once it stops
+    finally:
+        os.umask(old)
 
 
 def test_one_bad_file_rejects_the_whole_request(client: TestClient) -> None:

@@ -86,3 +86,25 @@ def test_thumbnail_keeps_aspect(tmp_path) -> None:
     thumb = Image.open(io.BytesIO(thumbnail(path, 96, LIMITS["max_pixels"])))
     assert thumb.format == "JPEG"
     assert thumb.size == (32, 96)
+
+
+def test_a_search_photo_has_its_own_lower_pixel_limit() -> None:
+    from service.images import check_query_photo
+
+    out = io.BytesIO()
+    Image.new("RGB", (3000, 2000), (200, 10, 10)).save(out, "PNG")
+    data = out.getvalue()
+    assert check_image(data, "big.png", 40_000_000, 12_000).width == 3000  # an upload: fine
+    with pytest.raises(ImageRejectedError) as refused:
+        check_query_photo(data, "big.png", 5_000_000, 12_000, 40_000_000)
+    assert refused.value.status == 413 and "TPS_MAX_QUERY_PIXELS" in refused.value.message
+
+
+def test_a_large_jpeg_photo_is_decoded_at_reduced_scale() -> None:
+    from service.images import QUERY_DRAFT, check_query_photo
+
+    out = io.BytesIO()
+    Image.new("RGB", (7000, 5000), (20, 90, 160)).save(out, "JPEG")  # 35 MP: passes 4 MP
+    image = check_query_photo(out.getvalue(), "phone.jpg", 4_000_000, 12_000, 40_000_000)
+    assert image.mode == "RGB" and image.size == (1750, 1250)  # decoded at 1/4 scale
+    assert image.size[0] >= QUERY_DRAFT[0] and image.size[1] >= QUERY_DRAFT[1]

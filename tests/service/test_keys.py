@@ -113,3 +113,27 @@ def test_the_trails_own_names_are_reserved(tmp_path: Path, name: str) -> None:
     with pytest.raises(KeysFileError, match="reserved"):
         create_key(tmp_path / "keys.json", name, "admin")
     assert not (tmp_path / "keys.json").exists()
+
+
+def test_a_broken_keys_file_is_a_503_that_keeps_its_path_private(
+    make_settings, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from tests.service.support import wait_ready
+
+    path = tmp_path / "keys.json"
+    reader = {"X-API-Key": create_key(path, "rita", "reader")}
+    with TestClient(create_app(make_settings(open_reads=False, keys_file=path))) as client:
+        wait_ready(client)
+        assert client.get("/v1/info", headers=reader).status_code == 200
+        path.write_text("{not json")
+        broken = client.get("/v1/info", headers=reader)
+        assert broken.status_code == 503 and "TPS_KEYS_FILE" in broken.json()["detail"]
+        assert str(tmp_path) not in broken.text
+        create_key(tmp_path / "other.json", "x", "reader")
+        (tmp_path / "other.json").replace(path)
+        path.chmod(0o666)  # anyone could add a key of their own
+        writable = client.get("/v1/info", headers=reader)
+        assert writable.status_code == 503 and str(tmp_path) not in writable.text

@@ -39,6 +39,10 @@ def test_exactly_the_old_images_go(make_settings: Callable[..., Settings]) -> No
 
         dry = client.post("/v1/retention", params={"days": 30, "dry_run": True}, headers=KEY)
         assert dry.json()["removed"] == old and count(client) == before + 3
+        [listed] = client.get(
+            "/v1/audit", params={"action": "retention_dry_run"}, headers=KEY
+        ).json()["entries"]  # who looked at what is about to go is recorded too
+        assert listed["details"]["removed"] == old and listed["details"]["dry_run"] is True
 
         assert client.post("/v1/retention", params={"days": 30}).status_code == 401
         done = client.post("/v1/retention", params={"days": 30}, headers=KEY).json()
@@ -90,13 +94,17 @@ def test_the_cli_sweeps_with_the_settings(
 
 
 def test_the_scheduled_sweep_runs_on_its_own(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(retention_days=30, retention_interval_s=0.2)
-    with TestClient(create_app(settings)) as client:
+    unset = make_settings()  # an upload past the period is refused: add it before one is set
+    with TestClient(create_app(unset)) as client:
         wait_ready(client)
         old = add(client, (60, 0, 0), OLD)
         recent = add(client, (70, 0, 0), RECENT)
+    settings = unset.model_copy(update={"retention_days": 30, "retention_interval_s": 0.2})
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        store = client.app.state.runtime.store
         deadline = time.monotonic() + 20
-        while client.get(f"/v1/gallery/{old}").status_code != 404:
+        while store.get(old) is not None:  # reads refuse it at once; the sweep removes it
             assert time.monotonic() < deadline, "the scheduled sweep never removed the old image"
             time.sleep(0.1)
         assert client.get(f"/v1/gallery/{recent}").status_code == 200
@@ -115,3 +123,81 @@ def test_a_capture_time_in_the_future_does_not_keep_an_image_forever() -> None:
     assert age_reference(item(None)) == 1_000.0
     assert age_reference(item(500.0)) == 500.0  # captured before it was added: the capture
     assert age_reference(item(9e9)) == 1_000.0  # "captured" after it was added: the upload
+
+
+def test_expired_images_are_never_served_while_they_wait_for_the_sweep(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Between two sweeps (hourly by default) footage passes the cutoff: every read path refuses
+    it from then on, by the cutoff the sweep itself uses."""
+    settings = make_settings()
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        old = add(client, (80, 0, 0), OLD)
+        recent = add(client, (90, 0, 0), RECENT)
+        # The period begins to apply with no sweep run since: what the hour between sweeps is.
+        settings.retention_days = 30
+        dry = client.post("/v1/retention", params={"dry_run": True}, headers=KEY).json()
+        assert dry["removed"] == [old]
+        found = client.post("/v1/search", json={"query": "a person", "top_k": 100}).json()
+        ids = [h["image_id"] for h in found["results"]]
+        assert old not in ids and recent in ids
+        assert [h["rank"] for h in found["results"]] == list(range(1, len(ids) + 1))
+        batch = client.post("/v1/search/batch", json={"queries": ["a person"], "top_k": 100})
+        assert old not in {h["image_id"] for h in batch.json()["queries"][0]["results"]}
+        suggested = client.post(
+            "/v1/search", json={"query": "a person", "top_k": 100, "suggest": True}
+        ).json()
+        assert old not in {h["image_id"] for h in suggested["results"]}
+        for path in (f"/v1/gallery/{old}", f"/v1/gallery/{old}/image"):
+            assert client.get(path).status_code == 404
+            assert client.get(path, params={"thumb": 1}).status_code == 404
+        example = client.post("/v1/search", json={"positive_ids": [old]})
+        assert example.status_code == 404 and old in example.text
+        negative = client.post("/v1/search", json={"query": "a person", "negative_ids": [old]})
+        assert negative.status_code == 404
+        photo = {"image": ("p.jpg", jpeg((80, 0, 0)), "image/jpeg")}
+        by_photo = client.post("/v1/search/image", files=photo, data={"top_k": "100"}).json()
+        assert old not in {h["image_id"] for h in by_photo["results"]}
+        assert client.get(f"/v1/gallery/{recent}/image").status_code == 200
+        # Refused, not yet removed: the sweep does that, and audits it.
+        assert client.app.state.runtime.store.get(old) is not None
+
+
+def test_an_upload_already_past_the_period_is_refused(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(retention_days=30)
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        before = count(client)
+        files = {"files": ("x.jpg", jpeg((100, 0, 0)))}
+        data = {"captured_at": "2020-01-01T00:00:00Z"}
+        reply = client.post("/v1/gallery", files=files, data=data, headers=KEY)
+        assert reply.status_code == 422
+        assert "retention period" in reply.json()["detail"]
+        assert "TPS_RETENTION_DAYS" in reply.json()["detail"]
+        assert count(client) == before
+        images = settings.images_path
+        assert not images.exists() or not [p for p in images.rglob("*") if p.is_file()]
+        data = {"captured_at": RECENT}
+        assert client.post("/v1/gallery", files=files, data=data, headers=KEY).status_code == 201
+
+
+def test_removed_rows_leave_no_trace_in_the_manifest_files(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """secure_delete zeroes what a delete frees, and the WAL, which still holds the rows as they
+    were written, is checkpointed and truncated."""
+    settings = make_settings()
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        old = add(client, (110, 0, 0), OLD)
+        sha = client.app.state.runtime.store.get(old).sha256
+        done = client.post("/v1/retention", params={"days": 30}, headers=KEY).json()
+        assert done["removed"] == [old]
+        files = sorted(settings.index_dir.glob("manifest.sqlite*"))
+        assert files
+        for path in files:
+            data = path.read_bytes()
+            assert old.encode() not in data and sha.encode() not in data, path.name
