@@ -1,7 +1,7 @@
 """The timed trial behind a ``calibrated`` engine choice, and its cache on disk.
 
 A trial times each candidate engine (``EnginePolicy.candidates``, per batch size) on the
-snapshot's own vectors at each of the policy's batch sizes, and keeps the best time per call:
+snapshot's own vectors at each of the policy's batch sizes, and keeps the median time per call:
 seconds at 1M vectors, once. Its result holds for every gallery of the same size class on the
 same kind of machine with the same libraries, so it is cached under a key of those (CPU model
 and flags, core count, numpy/FAISS/torch versions, size class, dimension, candidates per batch
@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -41,7 +42,7 @@ log = logging.getLogger("index.engines")
 
 CACHE_FILE = "exact-engines.json"
 K = 10  # the top k a trial asks for (the API's default)
-MAX_TURNS = 5  # timed calls per engine and batch, at most
+MAX_CALLS = 30  # timed calls per engine and batch, at most
 PAUSE_S = 0.15
 # Size classes, by vector count: a trial measured inside one holds across it.
 CLASS_EDGES = (0, CALIBRATE_MIN_ROWS, 50_000, 200_000, 1_000_000, 5_000_000, 20_000_000)
@@ -94,11 +95,11 @@ def measure(
     plan: Mapping[int, tuple[str, ...]],
     budget_s: float,
 ) -> dict[str, dict[int, float]]:
-    """Best ms per call of the planned engines at each batch size (``plan``: batch -> engine
+    """Median ms per call of the planned engines at each batch size (``plan``: batch -> engine
     names). Each engine runs its calls in a row, as it would serve them, after a pause that lets
     the previous library's worker threads go idle (OpenBLAS's spin about 0.1 s after a call and
     would take a core from the next engine); about ``budget_s`` per batch size, shared by its
-    engines: up to ``MAX_TURNS`` timed calls after the warm-up, at least one."""
+    engines: up to ``MAX_CALLS`` timed calls after the warm-up (at least one), their median."""
     best: dict[str, dict[int, float]] = {name: {} for name in engines}
     for batch, names in plan.items():
         q = queries[:batch]
@@ -108,14 +109,16 @@ def measure(
             time.sleep(PAUSE_S)
             started = time.perf_counter()
             engine.search(q, K)  # warm-up: first-call allocations, thread pools
-            for _ in range(MAX_TURNS):
+            calls = []
+            for _ in range(MAX_CALLS):
                 t0 = time.perf_counter()
                 engine.search(q, K)
-                ms = (time.perf_counter() - t0) * 1000
-                best[name][batch] = min(best[name].get(batch, ms), ms)
+                calls.append((time.perf_counter() - t0) * 1000)
                 if time.perf_counter() - started > share:  # slow calls: warm-up and one
                     break
-    return {name: {b: round(ms, 3) for b, ms in t.items()} for name, t in best.items() if t}
+            # The median, as a served engine's p50: a lucky call among fast ones decides nothing.
+            best[name][batch] = round(statistics.median(calls), 3)
+    return {name: t for name, t in best.items() if t}
 
 
 def choose(

@@ -97,7 +97,7 @@ class EngineChoice:
     reason: str
     size_class: str
     cpu: dict[str, object] = field(default_factory=dict)
-    trial_ms: dict[str, dict[int, float]] | None = None  # engine -> batch -> best ms per call
+    trial_ms: dict[str, dict[int, float]] | None = None  # engine -> batch -> median ms per call
     trial_s: float | None = None  # how long the trial took (None: cached, or none ran)
 
     def engine_for(self, batch: int) -> str:
