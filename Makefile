@@ -43,7 +43,7 @@ lint: install
 TEST_WORKERS ?= auto
 test: lint
 	# Passive OpenMP threads: the API tests run a server and a client on the same 2 cores.
-	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 data: install
 	test -f $(DATA)/reid_raw.json || \

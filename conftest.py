@@ -68,21 +68,25 @@ def trained_bundle(tmp_path_factory: pytest.TempPathFactory, quality_root: Path)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order for parallel workers: the file that first needs the trained model goes first (its
-    worker builds the model, the run's longest fixture, while the others test everything that
-    does not need it), and the rest of the files that need it go last."""
+    """Order for parallel workers (``--dist loadfile --no-loadscope-reorder`` keeps it): the file
+    that first needs the trained model goes first (its worker builds the model, the run's
+    longest fixture, while the others test everything that does not need it), the other files
+    that need it go last, and within each group the files with most tests go first, so the
+    run does not end on one long file."""
 
     def needs_model(item: pytest.Item) -> bool:
         return "trained_bundle" in getattr(item, "fixturenames", ())
 
+    files: dict[object, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.path, []).append(item)
     first = next((item.path for item in items if needs_model(item)), None)
-    if first is None:
-        return
-    head = [item for item in items if item.path == first]
-    rest = [item for item in items if item.path != first]
-    later = {item.path for item in rest if needs_model(item)}
-    items[:] = (
-        head
-        + [item for item in rest if item.path not in later]
-        + [item for item in rest if item.path in later]
+    later = {
+        path for path, tests in files.items() if path != first and any(map(needs_model, tests))
+    }
+    groups = (
+        [first] if first is not None else [],
+        sorted((p for p in files if p != first and p not in later), key=lambda p: -len(files[p])),
+        sorted(later, key=lambda p: -len(files[p])),
     )
+    items[:] = [item for group in groups for path in group for item in files[path]]
