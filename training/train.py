@@ -20,7 +20,12 @@ from bundle.openclip_import import import_open_clip
 from bundle.parts_head import PartsHead
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import TrainConfig, recipe_changes
-from training.data.batches import EpochBatchSampler, RandomBatchSampler, RankSlice
+from training.data.batches import (
+    EpochBatchSampler,
+    RandomBatchSampler,
+    RankSlice,
+    ResumableBatches,
+)
 from training.data.dataset import CaptionPairs, collate_pairs
 from training.data.formats import load_records, val_from_train
 from training.data.records import Record
@@ -184,13 +189,16 @@ class Trainer:
             train_records,
             build_train_transform(size, self.mean, self.std, random_erasing=cfg.random_erasing),
         )
-        self.sampler = self._batch_sampler()
+        self.sampler = ResumableBatches(self._batch_sampler())
         self.loader = DataLoader(
             self.dataset,
             batch_sampler=self.sampler,
             num_workers=cfg.workers,
             collate_fn=collate_pairs,
             persistent_workers=cfg.workers > 0,
+            # Its own generator for the per-epoch base seed: drawn from the global RNG, every
+            # new epoch iterator (a resumed one too) would shift the augmentations after it.
+            generator=torch.Generator().manual_seed(cfg.seed),
             # Pinned host memory is what makes the .to(device, non_blocking=True) copies async.
             pin_memory=self.rt.device.type == "cuda",
         )
@@ -416,9 +424,16 @@ class Trainer:
         start_time, out_of_time = time.monotonic(), False
         while self.epoch < cfg.epochs and not out_of_time:
             self.sampler.set_epoch(self.epoch)
+            # A run stopped mid-epoch goes on with that epoch's next unseen batch.
+            done = self.step - self.epoch * self.steps_per_epoch
+            if 0 < done < self.steps_per_epoch:
+                self.sampler.skip_next(done)
+                log.info("resuming epoch %d at batch %d", self.epoch + 1, done + 1)
             bar = tqdm(
                 self.loader,
                 desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                initial=max(0, done) if done < self.steps_per_epoch else 0,
+                total=self.steps_per_epoch,
                 disable=not self.rt.is_main,
                 dynamic_ncols=True,
             )

@@ -249,3 +249,41 @@ def test_a_parts_run_exports_a_global_only_bundle(synthetic_root: Path, tmp_path
         names = list(weights.keys())
     assert names and not [k for k in names if "parts" in k or "id_heads" in k]
     assert Bundle(out / "bundle").dim == 128
+
+
+def _train_log(out: Path) -> list[tuple[int, int, float, float]]:
+    """(epoch, step, learning rate, loss) of every logged training step."""
+    entries = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    return [
+        (e["epoch"], e["step"], e["lr_clip"], e["loss"]) for e in entries if e["kind"] == "train"
+    ]
+
+
+def test_a_run_stopped_mid_epoch_resumes_at_the_next_batch(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """Stopped by its time budget after one step and resumed, a run takes exactly
+    epochs × steps_per_epoch steps, with the uninterrupted run's learning rates and losses."""
+    from training.config import TrainConfig
+    from training.train import train
+
+    def config(out: Path, **extra: object) -> TrainConfig:
+        return TrainConfig(
+            root=synthetic_root, model="tiny", epochs=2, batch_size=16, instances_per_id=2,
+            lr=3e-4, warmup_epochs=1, val_split="none", workers=0, log_every=1,
+            losses=["cmpm"], out=out, **extra,
+        )  # fmt: skip
+
+    train(config(tmp_path / "whole"))
+    whole = _train_log(tmp_path / "whole")
+    steps_per_epoch = sum(1 for epoch, *_ in whole if epoch == 0)
+    assert steps_per_epoch >= 3 and len(whole) == 2 * steps_per_epoch
+
+    train(config(tmp_path / "split", max_minutes=1e-9))  # the budget ends after the first step
+    stopped = _train_log(tmp_path / "split")
+    assert [step for _, step, *_ in stopped] == [1]
+    train(config(tmp_path / "split"))
+    resumed = _train_log(tmp_path / "split")
+    assert [(e, s) for e, s, *_ in resumed] == [(e, s) for e, s, *_ in whole]
+    assert [lr for *_, lr, _ in resumed] == pytest.approx([lr for *_, lr, _ in whole], rel=1e-12)
+    assert [loss for *_, loss in resumed] == pytest.approx([loss for *_, loss in whole], rel=1e-4)

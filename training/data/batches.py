@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -73,3 +74,32 @@ class RankSlice(Sampler[list[int]]):
         lo = self.rank * self.share
         for batch in self.batches:
             yield batch[lo : lo + self.share]
+
+
+class ResumableBatches(Sampler[list[int]]):
+    """An epoch's batches that can start after the ones a stopped run already trained on.
+
+    Batches are a function of (seed, epoch), so a run stopped mid-epoch (the time budget)
+    resumes on the same epoch's next unseen batch: it takes exactly epochs × batches steps and
+    its learning rates follow the uninterrupted run's, instead of replaying the epoch's start.
+    """
+
+    def __init__(self, batches: EpochBatchSampler) -> None:
+        self.batches = batches
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def skip_next(self, count: int) -> None:
+        """Leave out the first ``count`` batches of the next pass (only of that one)."""
+        if not 0 <= count < len(self.batches):
+            raise ValueError(f"cannot skip {count} of {len(self.batches)} batches")
+        self._skip = count
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        skip, self._skip = self._skip, 0
+        return itertools.islice(iter(self.batches), skip, None)
