@@ -92,7 +92,7 @@ def add_new(col: MilvusCollection, dim: int, x: np.ndarray, items: list[ItemMeta
     written: list[str] = []
     try:
         for chunk in chunks(list(zip(keep, new, strict=True)), rows_per_request(dim)):
-            rows = [to_row(x[j], item) for j, item in chunk]
+            rows = [to_row(x[j], item, col.nullable) for j, item in chunk]
             col.call("add", lambda c, rows=rows: c.upsert(col.name, rows))
             written.extend(item.image_id for _, item in chunk)
     except BaseException:
@@ -115,7 +115,7 @@ def upsert_all(col: MilvusCollection, dim: int, x: np.ndarray, items: list[ItemM
     written in several requests (~16 MiB each) is not rolled back if a later one fails."""
     keep, _ = plan_upsert(Lookups(col), items)  # type: ignore[arg-type]
     for chunk in chunks(keep, rows_per_request(dim)):
-        rows = [to_row(x[j], items[j]) for j in chunk]
+        rows = [to_row(x[j], items[j], col.nullable) for j in chunk]
         col.call("upsert", lambda c, rows=rows: c.upsert(col.name, rows))
     flush_if_lite(col)
     log.info("upserted %d items into %s", len(keep), col.location)

@@ -7,7 +7,8 @@ which settles re-added files before its encoder runs) → encode only what is ne
 files → one atomic store add. A duplicate is neither encoded nor written (and keeps the
 metadata it has). A failure before the store add removes the files this request created, so a
 failed upload leaves neither a file nor a store row behind; a process killed in between leaves
-files no item names, which the next start removes (see service/storage.py).
+files no item names, which the orphan sweep removes (service/orphans.py). So does a store that
+went away during the add (the rows may have landed or not; the client is told 503).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.errors import StoreUnavailableError
 from index.gallery_store import GalleryStore
 from index.items import ItemMeta
 from service.images import CheckedImage, ImageRejectedError, check_image
@@ -150,6 +152,10 @@ def _write_and_add(
                     created.append(path)
                 items.append(_item(fields, image_id, path, img.sha256))
             outcome = runtime.store.add(vectors, items)
+        except StoreUnavailableError:
+            # The server went away mid-request: the rows may have landed, so their files stay;
+            # the orphan sweep removes them if no row names them (service/orphans.py).
+            raise
         except BaseException:
             for path in created:
                 runtime.images.delete(path)

@@ -6,15 +6,15 @@ as one query vector (index/query_vector.py), and the examples leave the results.
 ``suggest``, the reply also names attribute phrases that would split the top results
 (service/suggest.py). Optional ``filters`` limit a search to the gallery images that pass them
 (cameras, a capture-time window, persons, tags): the store ranks only those, so the reply is the
-top k among them. Each hit carries its image's camera and capture time, read from the store in
-one worker-thread call per request.
+top k among them. Each hit carries its image's camera and capture time: a Milvus store returns
+them with the search itself; the FAISS store's are read in one batched call per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 
 from index.filters import GalleryFilter
 from index.gallery_store import GalleryStore
-from index.items import ItemMeta
+from index.items import HitMeta
 from index.query_vector import QueryVectorError
 from service import audit_events
 from service.batching import BatcherClosedError, QueueFullError
@@ -121,33 +121,35 @@ async def _run(
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(err)) from None
 
 
-def _metadata(store: GalleryStore, image_ids: Iterable[str]) -> dict[str, ItemMeta]:
-    """The stored items of the hits (blocking: one look-up per distinct image). An image
-    deleted since the search ranked it keeps its hit, without camera or time."""
-    found = {}
-    for image_id in dict.fromkeys(image_ids):
-        item = store.get(image_id)
-        if item is not None:
-            found[image_id] = item
-    return found
+def _metadata(store: GalleryStore, image_ids: Sequence[str]) -> dict[str, HitMeta]:
+    """Camera and capture time of hits the store sent without them (blocking: one batched
+    read for the whole request). An image deleted since the search ranked it keeps its hit,
+    without camera or time."""
+    return {
+        image_id: HitMeta(item.camera_id, item.captured_at)
+        for image_id, item in store.get_many(image_ids).items()
+    }
 
 
 async def _described(runtime: Runtime, outcomes: list[QueryOutcome]) -> list[list[SearchHit]]:
-    ids = [h.image_id for outcome in outcomes for h in outcome.hits]
-    items = await asyncio.to_thread(_metadata, runtime.store, ids) if ids else {}
-    return [_hits(outcome, items) for outcome in outcomes]
+    """The hits with their camera and capture time: as the search returned them (Milvus), or
+    read in one batch for the request (the FAISS store ranks on vectors and person ids only)."""
+    missing = [h.image_id for o in outcomes for h in o.hits if h.meta is None]
+    ids = list(dict.fromkeys(missing))
+    found = await asyncio.to_thread(_metadata, runtime.store, ids) if ids else {}
+    return [_hits(outcome, found) for outcome in outcomes]
 
 
-def _hits(outcome: QueryOutcome, items: dict[str, ItemMeta]) -> list[SearchHit]:
+def _hits(outcome: QueryOutcome, found: dict[str, HitMeta]) -> list[SearchHit]:
     hits = []
     for rank, h in enumerate(outcome.hits, start=1):
-        item = items.get(h.image_id)
+        meta = h.meta if h.meta is not None else found.get(h.image_id, HitMeta())
         hits.append(
             SearchHit(
                 image_id=h.image_id,
                 person_id=h.person_id,
-                camera_id=item.camera_id if item else None,
-                captured_at=as_utc(item.captured_at) if item else None,
+                camera_id=meta.camera_id,
+                captured_at=as_utc(meta.captured_at),
                 score=float(h.score),
                 rank=rank,
             )
