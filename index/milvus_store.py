@@ -35,6 +35,7 @@ from index.errors import IndexMismatchError, IndexStoreError
 from index.filters import GalleryFilter
 from index.inputs import checked_vectors
 from index.items import AddResult, Hit, ItemMeta
+from index.milvus_claims import Claims, claims_name, ensure_claims
 from index.milvus_connection import (
     MilvusCollection,
     connect,
@@ -110,6 +111,7 @@ class MilvusStore:
         # Serialises this store's writes (and close); other processes are not: see
         # index.milvus_writes.
         self._write_lock = threading.RLock()
+        self._claims = Claims(self._col.sibling(claims_name(collection)))
 
     # --- create / open / close --------------------------------------------------------------
 
@@ -153,6 +155,8 @@ class MilvusStore:
                     **STRONG,
                 )
             build_indexes(client, uri, collection, kind)
+            with errors(f"create the id claims of {where}"):
+                ensure_claims(client, collection)
             store = cls(client, uri, collection, meta | {"encoding": encoding})
         except BaseException:
             disconnect(client, uri)
@@ -195,6 +199,7 @@ class MilvusStore:
                 )
             with errors(f"load {where}"):
                 client.load_collection(collection)
+                ensure_claims(client, collection)  # a gallery made before claims gets them
             return cls(client, uri, collection, meta)
         except BaseException:
             disconnect(client, uri)
@@ -318,7 +323,7 @@ class MilvusStore:
             check_fields(item)
         x = checked_vectors(vectors, items, self._dim)
         with self._write_lock:
-            return add_new(self._col, self._dim, x, items)
+            return add_new(self._col, self._dim, x, items, self._claims)
 
     def upsert(self, vectors: np.ndarray, items: Sequence[ItemMeta]) -> None:
         """Add, or replace the vector and metadata of an image_id that exists; the rule of

@@ -30,6 +30,7 @@ import numpy as np
 
 from index.inputs import plan_add, plan_upsert
 from index.items import AddResult, ItemMeta
+from index.milvus_claims import Claims
 from index.milvus_connection import MilvusCollection
 from index.milvus_paging import PAGE, chunks, query_in, rows_by_id
 from index.milvus_quoting import in_list
@@ -77,15 +78,45 @@ def plan(col: MilvusCollection, items: list[ItemMeta]) -> tuple[list[int], dict[
     return plan_add(Lookups(col), items)  # type: ignore[arg-type]
 
 
-def add_new(col: MilvusCollection, dim: int, x: np.ndarray, items: list[ItemMeta]) -> AddResult:
+def add_new(
+    col: MilvusCollection,
+    dim: int,
+    x: np.ndarray,
+    items: list[ItemMeta],
+    claims: Claims | None = None,
+) -> AddResult:
     """Add the items whose bytes are new (``x``: their checked vectors); see the module
-    docstring for concurrent writers.
+    docstring for concurrent writers, and :mod:`index.milvus_claims` for how ``claims`` keeps
+    writers on other hosts from overwriting each other's new ids.
 
     An image_id taken by other bytes raises :class:`ItemExistsError` and nothing is
     written. Within one request the write is atomic; a batch larger than one request
     (~16 MiB) is written in several and the earlier ones are removed if a later one fails.
     """
     keep, duplicates = plan(col, items)
+    if not keep:
+        return AddResult([], duplicates)
+    if claims is None:
+        return _write_new(col, dim, x, items, keep, duplicates)
+    tokens = claims.claim([items[j] for j in keep])
+    try:
+        keep, duplicates = plan(col, items)  # again: a writer may have finished meanwhile
+        return _write_new(col, dim, x, items, keep, duplicates)
+    finally:
+        try:
+            claims.release(tokens)
+        except Exception as err:  # it expires (CLAIM_TTL_S); the write itself is settled
+            log.warning("could not release %d id claims: %s", len(tokens), err)
+
+
+def _write_new(
+    col: MilvusCollection,
+    dim: int,
+    x: np.ndarray,
+    items: list[ItemMeta],
+    keep: list[int],
+    duplicates: dict[str, str],
+) -> AddResult:
     if not keep:
         return AddResult([], duplicates)
     new = [items[j] for j in keep]
