@@ -24,6 +24,7 @@ import numpy as np
 from index.errors import StoreUnavailableError
 from index.gallery_store import GalleryStore
 from index.items import ItemMeta
+from service.image_paths import image_path
 from service.images import CheckedImage, ImageRejectedError, check_image
 from service.metadata import MetadataError, check_camera_id, parse_time, split_tags
 from service.runtime import Runtime
@@ -167,7 +168,8 @@ def _write_and_add(
             # The same bytes are already served from the existing item's own file.
             path = Path(by_id[new_id].source_path)
             existing = runtime.store.get(existing_id)
-            if path in created and (existing is None or Path(existing.source_path) != path):
+            kept = None if existing is None else image_path(runtime.images, existing.source_path)
+            if path in created and kept != path:
                 runtime.images.delete(path)
     return IngestResult([by_id[i] for i in outcome.added], duplicates)
 
@@ -246,5 +248,5 @@ def _remove_now(runtime: Runtime, image_id: str) -> bool:
             return False
         # The store dedupes by content, so no other item shares this file. Files outside the
         # image folder (a data set the index was built from) are never deleted.
-        runtime.images.delete(Path(item.source_path))
+        runtime.images.delete(image_path(runtime.images, item.source_path))
     return True
