@@ -197,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify", type=int, default=100, metavar="N", help="items checked afterwards (0: none)"
     )
     migrate.add_argument("--batch-size", type=int, default=1000, metavar="B")
+    migrate.add_argument(
+        "--images-root",
+        metavar="DIR",
+        help="the source's image folder (TPS_IMAGE_DIR): image paths inside it are stored "
+        "relative to it, and each host reads them from its own image folder",
+    )
     return parser
 
 
@@ -464,7 +470,10 @@ def cmd_migrate(args: argparse.Namespace) -> Any:
         if err.name != "index.migrate":
             raise
         raise IndexStoreError("this installation has no store migration (index.migrate)") from None
-    return migrate(args.src, args.dst, verify=args.verify, batch_size=args.batch_size)
+    images = None if args.images_root is None else Path(args.images_root)
+    return migrate(
+        args.src, args.dst, verify=args.verify, batch_size=args.batch_size, images_root=images
+    )
 
 
 COMMANDS = {

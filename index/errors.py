@@ -21,3 +21,12 @@ class ItemExistsError(IndexStoreError):
 
 class EncodingMismatchError(IndexMismatchError):
     """The index's vectors were encoded in another precision or layout than the caller's."""
+
+
+class StoreUnavailableError(IndexStoreError):
+    """The store's server cannot be reached or cannot serve now (down, restarting, loading);
+    the same request may work shortly. Its message names no address: it may reach clients."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

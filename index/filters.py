@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from index.items import ItemMeta
+from index.metadata_fields import normalise_id
 from index.milvus_quoting import in_list, literal_list
 
 
@@ -32,7 +33,8 @@ class GalleryFilter:
             if value is not None:
                 if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                     raise ValueError(f"{name} must be a list of strings")
-                object.__setattr__(self, name, tuple(value))
+                # Filtered as stored: ids are normalised on the way in (metadata_fields).
+                object.__setattr__(self, name, tuple(normalise_id(v) for v in value))
         after, before = self.captured_after, self.captured_before
         if after is not None and before is not None and after > before:
             raise ValueError("captured_after is later than captured_before")

@@ -214,6 +214,11 @@ class GalleryIndex:
         self._current()
         return self._manifest.get(image_id)
 
+    def get_many(self, image_ids: Sequence[str]) -> dict[str, ItemMeta]:
+        """The manifest rows of the ids present, in one batched read."""
+        self._current()
+        return self._manifest.get_many(image_ids)
+
     def items(self) -> Iterator[ItemMeta]:
         """Every item in faiss-id order, read a page at a time."""
         self._current()

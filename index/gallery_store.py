@@ -53,6 +53,10 @@ class GalleryStore(Protocol):
 
     def get(self, image_id: str) -> ItemMeta | None: ...
 
+    def get_many(self, image_ids: Sequence[str]) -> dict[str, ItemMeta]:
+        """The items of the ids that exist, in one batched read (not one read per id)."""
+        ...
+
     def vectors(self, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored vectors of the ids that exist."""
         ...

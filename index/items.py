@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,21 @@ class ItemMeta:
 
 
 @dataclass(frozen=True)
+class HitMeta:
+    """What a search reply shows of a hit's image beyond its person."""
+
+    camera_id: str | None = None
+    captured_at: float | None = None
+
+
+@dataclass(frozen=True)
 class Hit:
     image_id: str
     person_id: str | None
     score: float
+    # The image's camera and capture time when the store sent them with the hit (Milvus does,
+    # in the search request itself); None when the caller must read them (GalleryStore.get_many).
+    meta: HitMeta | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

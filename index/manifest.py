@@ -180,6 +180,19 @@ class Manifest:
             ).fetchone()
         return None if row is None else _row(row).item
 
+    def get_many(self, image_ids: Sequence[str]) -> dict[str, ItemMeta]:
+        """The rows of the ids present, a bounded number of ids per statement."""
+        found: dict[str, ItemMeta] = {}
+        with self._guard():
+            for chunk in _chunks(list(dict.fromkeys(image_ids))):
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT {_COLUMNS} FROM {self._items()} WHERE image_id IN ({marks})",
+                    list(chunk),
+                ).fetchall()
+                found.update((item.image_id, item) for item in (_row(r).item for r in rows))
+        return found
+
     def page(self, after_id: int, limit: int) -> list[Row]:
         with self._guard():
             rows = self._conn.execute(

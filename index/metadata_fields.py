@@ -23,11 +23,17 @@ def is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+def normalise_id(text: str) -> str:
+    """The one form of a person id, camera id or tag, for storing it and for filtering on it
+    alike: surrounding white space is not part of an id (" spaced " is "spaced")."""
+    return text.strip()
+
+
 def parse_id(value: Any) -> str:
-    """A person or camera id: a string or an integer, kept as its text."""
+    """A person or camera id: a string or an integer, kept as its (normalised) text."""
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip():
         raise ValueError(f"expected a string or an integer, got {value!r}")
-    return str(value).strip()
+    return normalise_id(str(value))
 
 
 def parse_time(value: Any) -> float:

@@ -17,6 +17,7 @@ hit does; the mean top-10 overlap is reported and must reach ``APPROX_MIN_OVERLA
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -60,10 +61,14 @@ def migrate(
     batch_size: int = 1000,
     kind: str | None = None,
     seed: int | None = None,
+    images_root: Path | None = None,
 ) -> dict[str, Any]:
     """Copy every item (vector, id, metadata) of ``src_spec`` into a new store at
     ``dst_spec`` made for the same bundle fingerprint and dim, and of the source's index kind
-    unless ``kind`` is given; then verify (see the module docstring). Returns a summary;
+    unless ``kind`` is given; then verify (see the module docstring). With ``images_root``
+    (the source's image folder), image paths inside it are stored relative to it, so every
+    host resolves them against its own image folder (TPS_IMAGE_DIR) wherever it mounts the
+    images; paths outside it stay as they are. Returns a summary;
     raises :class:`MigrationError` when the copy does not answer like the source (the
     destination is then left as written, for inspection: remove it before trying again)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -80,10 +85,11 @@ def migrate(
         )
         try:
             rng = np.random.default_rng(seed)
-            copied, sample = _copy(src, dst, batch_size, verify, rng)
+            moved = PathMap(images_root)
+            copied, sample = _copy(src, dst, batch_size, verify, rng, moved)
             copy_seconds = time.perf_counter() - started
             log.info("copied %d items in %.1f s; verifying", copied, copy_seconds)
-            check = _verify(src, dst, sample)
+            check = _verify(src, dst, sample, moved)
         except IndexStoreError as exc:
             raise MigrationError(
                 f"{exc} ({dst.location} is left as written: remove it before migrating again)"
@@ -144,8 +150,29 @@ def _pages(store: GalleryStore, size: int) -> Iterator[list[ItemMeta]]:
         yield page
 
 
+class PathMap:
+    """Image paths as the destination stores them: relative to ``root`` when inside it."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = None if root is None else Path(root).resolve()
+
+    def item(self, item: ItemMeta) -> ItemMeta:
+        if self.root is None or not item.source_path:
+            return item
+        path = Path(item.source_path)
+        if not path.is_absolute() or not path.resolve().is_relative_to(self.root):
+            return item
+        relative = path.resolve().relative_to(self.root).as_posix()
+        return dataclasses.replace(item, source_path=relative)
+
+
 def _copy(
-    src: GalleryStore, dst: GalleryStore, batch_size: int, verify: int, rng: np.random.Generator
+    src: GalleryStore,
+    dst: GalleryStore,
+    batch_size: int,
+    verify: int,
+    rng: np.random.Generator,
+    moved: PathMap,
 ) -> tuple[int, list[str]]:
     """Copy page by page; return (items copied, up to ``verify`` of their ids at random)."""
     copied = 0
@@ -159,7 +186,7 @@ def _copy(
                 "stop writers to the source and migrate again into a new destination"
             )
         vectors = np.stack([found[i.image_id] for i in page])
-        result = dst.add(vectors, page)
+        result = dst.add(vectors, [moved.item(i) for i in page])
         if result.duplicates:
             pairs = [f"{new} = {old}" for new, old in sorted(result.duplicates.items())]
             raise MigrationError(
@@ -193,7 +220,10 @@ def _reservoir(values: Iterator[str], size: int, rng: np.random.Generator) -> li
 # --- verification ---------------------------------------------------------------------------
 
 
-def _verify(src: GalleryStore, dst: GalleryStore, sample: list[str]) -> dict[str, Any]:
+def _verify(
+    src: GalleryStore, dst: GalleryStore, sample: list[str], moved: PathMap | None = None
+) -> dict[str, Any]:
+    moved = moved or PathMap(None)
     problems: list[str] = []
     count, dst_count = src.count(), dst.count()
     if count != dst_count:
@@ -205,7 +235,7 @@ def _verify(src: GalleryStore, dst: GalleryStore, sample: list[str]) -> dict[str
             problems.append(f"{image_id}: missing from the destination")
         elif not np.array_equal(src_vectors[image_id], theirs):
             problems.append(f"{image_id}: its vector differs")
-        elif (a := src.get(image_id)) != (b := dst.get(image_id)):
+        elif (a := _moved(moved, src.get(image_id))) != (b := dst.get(image_id)):
             problems.append(f"{image_id}: metadata {a} became {b}")
     exact = str(src.stats()["kind"]) in EXACT_KINDS and str(dst.stats()["kind"]) in EXACT_KINDS
     mismatches = 0
@@ -240,6 +270,10 @@ def _verify(src: GalleryStore, dst: GalleryStore, sample: list[str]) -> dict[str
         "exact": exact,
         "overlap": round(overlap, 4),
     }
+
+
+def _moved(moved: PathMap, item: ItemMeta | None) -> ItemMeta | None:
+    return None if item is None else moved.item(item)
 
 
 def _disagreement(a: list[Hit], b: list[Hit]) -> str | None:

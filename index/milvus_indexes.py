@@ -14,7 +14,7 @@ from typing import Any
 from pymilvus import MilvusClient, MilvusException
 
 from index.errors import IndexStoreError
-from index.milvus_connection import is_lite, reason
+from index.milvus_connection import inverted_indexes, is_lite, reason
 
 # The store's one logger name, as before it was split into modules (service logs show it).
 log = logging.getLogger("index.milvus_store")
@@ -65,8 +65,11 @@ def build_indexes(client: MilvusClient, uri: str, collection: str, kind: str) ->
     params.add_index(
         "vector", index_type=INDEX_TYPES[kind], metric_type="IP", params=build_params(kind)
     )
+    inverted = inverted_indexes(client)
     for field in ("sha256", "camera_id", "person_id", "captured_at"):
-        params.add_index(field, index_type="INVERTED")
+        # Before Milvus 2.4: Trie for strings, STL_SORT for numbers.
+        older = "STL_SORT" if field == "captured_at" else "Trie"
+        params.add_index(field, index_type="INVERTED" if inverted else older)
     try:
         # sync=False: pymilvus would otherwise poll each index's state with 0.5 s sleeps; an
         # empty collection's indexes are built at once and load waits for them anyway.

@@ -55,12 +55,14 @@ def check_fields(item: ItemMeta) -> None:
         )
 
 
-def to_row(vector: np.ndarray, item: ItemMeta) -> dict[str, Any]:
+def to_row(vector: np.ndarray, item: ItemMeta, nullable: bool = True) -> dict[str, Any]:
+    """``nullable`` False: None as "" (a server without null values, see milvus_schema)."""
+    missing = None if nullable else ""
     return {
         "image_id": item.image_id,
         "vector": vector,
-        "person_id": item.person_id,
-        "camera_id": item.camera_id,
+        "person_id": missing if item.person_id is None else item.person_id,
+        "camera_id": missing if item.camera_id is None else item.camera_id,
         "captured_at": 0.0 if item.captured_at is None else float(item.captured_at),
         "has_captured_at": item.captured_at is not None,
         "tags": list(item.tags),
@@ -73,11 +75,11 @@ def to_row(vector: np.ndarray, item: ItemMeta) -> dict[str, Any]:
 def to_item(row: dict[str, Any]) -> ItemMeta:
     return ItemMeta(
         image_id=row["image_id"],
-        person_id=row.get("person_id"),
+        person_id=row.get("person_id") or None,  # "": none, on a server without nulls
         source_path=row["source_path"],
         sha256=row["sha256"],
         added_at=float(row["added_at"]),
-        camera_id=row.get("camera_id"),
+        camera_id=row.get("camera_id") or None,
         captured_at=float(row["captured_at"]) if row["has_captured_at"] else None,
         tags=tuple(row.get("tags") or ()),
     )

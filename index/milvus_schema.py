@@ -60,7 +60,9 @@ META_FIELDS = [
 STRONG = {"consistency_level": "Strong"}
 
 
-def collection_schema(dim: int) -> Any:
+def collection_schema(dim: int, nullable: bool = True) -> Any:
+    """The gallery's fields; ``nullable`` False for a server that keeps no nulls (before
+    Milvus 2.5), where an unknown person or camera is stored as "" (never a valid id)."""
     schema = MilvusClient.create_schema(
         auto_id=False,
         enable_dynamic_field=False,
@@ -68,8 +70,9 @@ def collection_schema(dim: int) -> Any:
     )
     schema.add_field("image_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-    schema.add_field("person_id", DataType.VARCHAR, max_length=MAX_NAME_BYTES, nullable=True)
-    schema.add_field("camera_id", DataType.VARCHAR, max_length=MAX_NAME_BYTES, nullable=True)
+    for name in ("person_id", "camera_id"):
+        extra = {"nullable": True} if nullable else {}
+        schema.add_field(name, DataType.VARCHAR, max_length=MAX_NAME_BYTES, **extra)
     schema.add_field("captured_at", DataType.DOUBLE)
     schema.add_field("has_captured_at", DataType.BOOL)
     schema.add_field(

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from index.errors import IndexStoreError
 from index.filters import GalleryFilter
 from index.inputs import as_matrix
-from index.items import Hit
+from index.items import Hit, HitMeta
 from index.milvus_connection import MilvusCollection
 from index.milvus_indexes import search_params
 from index.milvus_schema import STRONG
 
 MAX_K = 16384  # Milvus's top-k limit
 QUERY_ROWS = 256  # query vectors per search request
+HIT_FIELDS = ["person_id", "camera_id", "captured_at", "has_captured_at"]
 
 
 def search(
@@ -48,17 +51,20 @@ def search(
                 data=list(block),
                 filter=expr,
                 limit=k,
-                output_fields=["person_id"],
+                output_fields=HIT_FIELDS,  # metadata with the hits: no read per hit
                 search_params=params,
                 anns_field="vector",
                 **STRONG,
             ),
         )
-        for row in result:
-            hits.append(
-                [
-                    Hit(h["image_id"], h["entity"].get("person_id"), float(h["distance"]))
-                    for h in row
-                ]
-            )
+        hits.extend([_hit(h) for h in row] for row in result)
     return hits
+
+
+def _hit(found: Any) -> Hit:
+    """A search result row as a Hit; the primary key by its name (``found.id``): a Milvus 2.3
+    server does not echo it under ``image_id``. "" is None on a server without nulls."""
+    entity = found.get("entity") or {}
+    captured = entity.get("captured_at") if entity.get("has_captured_at") else None
+    meta = HitMeta(entity.get("camera_id") or None, None if captured is None else float(captured))
+    return Hit(str(found.id), entity.get("person_id") or None, float(found["distance"]), meta)

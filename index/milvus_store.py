@@ -35,6 +35,7 @@ from index.errors import IndexMismatchError, IndexStoreError
 from index.filters import GalleryFilter
 from index.inputs import checked_vectors
 from index.items import AddResult, Hit, ItemMeta
+from index.milvus_claims import Claims, claims_name, ensure_claims
 from index.milvus_connection import (
     MilvusCollection,
     connect,
@@ -43,6 +44,7 @@ from index.milvus_connection import (
     errors,
     is_lite,
     location,
+    nullable_fields,
 )
 from index.milvus_indexes import (
     EXACT_KINDS,
@@ -109,6 +111,7 @@ class MilvusStore:
         # Serialises this store's writes (and close); other processes are not: see
         # index.milvus_writes.
         self._write_lock = threading.RLock()
+        self._claims = Claims(self._col.sibling(claims_name(collection)))
 
     # --- create / open / close --------------------------------------------------------------
 
@@ -147,11 +150,13 @@ class MilvusStore:
                     )
                 client.create_collection(
                     collection,
-                    schema=collection_schema(dim),
+                    schema=collection_schema(dim, nullable_fields(client)),
                     properties=properties(meta | encoding.to_meta()),
                     **STRONG,
                 )
             build_indexes(client, uri, collection, kind)
+            with errors(f"create the id claims of {where}"):
+                ensure_claims(client, collection)
             store = cls(client, uri, collection, meta | {"encoding": encoding})
         except BaseException:
             disconnect(client, uri)
@@ -194,6 +199,7 @@ class MilvusStore:
                 )
             with errors(f"load {where}"):
                 client.load_collection(collection)
+                ensure_claims(client, collection)  # a gallery made before claims gets them
             return cls(client, uri, collection, meta)
         except BaseException:
             disconnect(client, uri)
@@ -269,6 +275,11 @@ class MilvusStore:
         rows = rows_by_id(self._col, [image_id], META_FIELDS)
         return to_item(rows[0]) if rows else None
 
+    def get_many(self, image_ids: Sequence[str]) -> dict[str, ItemMeta]:
+        """The items of the ids present: one query per 1,000 ids."""
+        rows = rows_by_id(self._col, list(image_ids), META_FIELDS)
+        return {r["image_id"]: to_item(r) for r in rows}
+
     def vectors(self, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored vectors (float32) of the ids that exist, in the order asked."""
         wanted = list(dict.fromkeys(image_ids))
@@ -312,7 +323,7 @@ class MilvusStore:
             check_fields(item)
         x = checked_vectors(vectors, items, self._dim)
         with self._write_lock:
-            return add_new(self._col, self._dim, x, items)
+            return add_new(self._col, self._dim, x, items, self._claims)
 
     def upsert(self, vectors: np.ndarray, items: Sequence[ItemMeta]) -> None:
         """Add, or replace the vector and metadata of an image_id that exists; the rule of

@@ -30,6 +30,7 @@ import numpy as np
 
 from index.inputs import plan_add, plan_upsert
 from index.items import AddResult, ItemMeta
+from index.milvus_claims import Claims
 from index.milvus_connection import MilvusCollection
 from index.milvus_paging import PAGE, chunks, query_in, rows_by_id
 from index.milvus_quoting import in_list
@@ -77,9 +78,16 @@ def plan(col: MilvusCollection, items: list[ItemMeta]) -> tuple[list[int], dict[
     return plan_add(Lookups(col), items)  # type: ignore[arg-type]
 
 
-def add_new(col: MilvusCollection, dim: int, x: np.ndarray, items: list[ItemMeta]) -> AddResult:
+def add_new(
+    col: MilvusCollection,
+    dim: int,
+    x: np.ndarray,
+    items: list[ItemMeta],
+    claims: Claims | None = None,
+) -> AddResult:
     """Add the items whose bytes are new (``x``: their checked vectors); see the module
-    docstring for concurrent writers.
+    docstring for concurrent writers, and :mod:`index.milvus_claims` for how ``claims`` keeps
+    writers on other hosts from overwriting each other's new ids.
 
     An image_id taken by other bytes raises :class:`ItemExistsError` and nothing is
     written. Within one request the write is atomic; a batch larger than one request
@@ -88,11 +96,34 @@ def add_new(col: MilvusCollection, dim: int, x: np.ndarray, items: list[ItemMeta
     keep, duplicates = plan(col, items)
     if not keep:
         return AddResult([], duplicates)
+    if claims is None:
+        return _write_new(col, dim, x, items, keep, duplicates)
+    tokens = claims.claim([items[j] for j in keep])
+    try:
+        keep, duplicates = plan(col, items)  # again: a writer may have finished meanwhile
+        return _write_new(col, dim, x, items, keep, duplicates)
+    finally:
+        try:
+            claims.release(tokens)
+        except Exception as err:  # it expires (CLAIM_TTL_S); the write itself is settled
+            log.warning("could not release %d id claims: %s", len(tokens), err)
+
+
+def _write_new(
+    col: MilvusCollection,
+    dim: int,
+    x: np.ndarray,
+    items: list[ItemMeta],
+    keep: list[int],
+    duplicates: dict[str, str],
+) -> AddResult:
+    if not keep:
+        return AddResult([], duplicates)
     new = [items[j] for j in keep]
     written: list[str] = []
     try:
         for chunk in chunks(list(zip(keep, new, strict=True)), rows_per_request(dim)):
-            rows = [to_row(x[j], item) for j, item in chunk]
+            rows = [to_row(x[j], item, col.nullable) for j, item in chunk]
             col.call("add", lambda c, rows=rows: c.upsert(col.name, rows))
             written.extend(item.image_id for _, item in chunk)
     except BaseException:
@@ -115,7 +146,7 @@ def upsert_all(col: MilvusCollection, dim: int, x: np.ndarray, items: list[ItemM
     written in several requests (~16 MiB each) is not rolled back if a later one fails."""
     keep, _ = plan_upsert(Lookups(col), items)  # type: ignore[arg-type]
     for chunk in chunks(keep, rows_per_request(dim)):
-        rows = [to_row(x[j], items[j]) for j in chunk]
+        rows = [to_row(x[j], items[j], col.nullable) for j in chunk]
         col.call("upsert", lambda c, rows=rows: c.upsert(col.name, rows))
     flush_if_lite(col)
     log.info("upserted %d items into %s", len(keep), col.location)

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from starlette.types import Scope
 
-from index.errors import IndexStoreError
+from index.errors import IndexStoreError, StoreUnavailableError
 from service.audit import AuditError, AuditLog
 from service.clients import ClientAddressMiddleware
 from service.headers import SecurityHeadersMiddleware
@@ -28,11 +28,13 @@ from service.lockout import Lockout
 from service.metrics import Metrics
 from service.middleware import AccessLogMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from service.openapi import install_openapi
+from service.orphans import sweep_loop
 from service.refusals import RefusalThrottle
 from service.retention import cutoff_for, sweep
 from service.routes import audit, gallery, health, page, search
 from service.routes.page import STATIC_DIR
 from service.settings import Settings
+from service.unavailable import store_unavailable
 from service.validation_errors import validation_error
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,8 @@ async def _serving(app: FastAPI, loader: Loader, settings: Settings) -> AsyncIte
         loops = []
         if runtime.settings.index_refresh_s > 0:
             loops.append(_refresh_loop(app, runtime.settings.index_refresh_s))
+        if settings.orphan_sweep_interval_s > 0:
+            loops.append(sweep_loop(lambda: app.state.runtime, settings.orphan_sweep_interval_s))
         if settings.retention_days is not None or settings.audit_retention_days is not None:
             loops.append(_retention_loop(app, settings.retention_interval_s))
         await asyncio.gather(*loops)
@@ -220,6 +224,8 @@ async def _audit_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _index_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, StoreUnavailableError):
+        return store_unavailable(request, exc)
     log.error("index error on %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"detail": f"index error: {exc}"}, status_code=500)
 

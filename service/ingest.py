@@ -7,7 +7,8 @@ which settles re-added files before its encoder runs) → encode only what is ne
 files → one atomic store add. A duplicate is neither encoded nor written (and keeps the
 metadata it has). A failure before the store add removes the files this request created, so a
 failed upload leaves neither a file nor a store row behind; a process killed in between leaves
-files no item names, which the next start removes (see service/storage.py).
+files no item names, which the orphan sweep removes (service/orphans.py). So does a store that
+went away during the add (the rows may have landed or not; the client is told 503).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from index.errors import StoreUnavailableError
 from index.gallery_store import GalleryStore
 from index.items import ItemMeta
+from service.image_paths import image_path
 from service.images import CheckedImage, ImageRejectedError, check_image
 from service.metadata import MetadataError, check_camera_id, parse_time, split_tags
 from service.runtime import Runtime
@@ -150,6 +153,10 @@ def _write_and_add(
                     created.append(path)
                 items.append(_item(fields, image_id, path, img.sha256))
             outcome = runtime.store.add(vectors, items)
+        except StoreUnavailableError:
+            # The server went away mid-request: the rows may have landed, so their files stay;
+            # the orphan sweep removes them if no row names them (service/orphans.py).
+            raise
         except BaseException:
             for path in created:
                 runtime.images.delete(path)
@@ -161,7 +168,8 @@ def _write_and_add(
             # The same bytes are already served from the existing item's own file.
             path = Path(by_id[new_id].source_path)
             existing = runtime.store.get(existing_id)
-            if path in created and (existing is None or Path(existing.source_path) != path):
+            kept = None if existing is None else image_path(runtime.images, existing.source_path)
+            if path in created and kept != path:
                 runtime.images.delete(path)
     return IngestResult([by_id[i] for i in outcome.added], duplicates)
 
@@ -240,5 +248,5 @@ def _remove_now(runtime: Runtime, image_id: str) -> bool:
             return False
         # The store dedupes by content, so no other item shares this file. Files outside the
         # image folder (a data set the index was built from) are never deleted.
-        runtime.images.delete(Path(item.source_path))
+        runtime.images.delete(image_path(runtime.images, item.source_path))
     return True

@@ -24,11 +24,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from index.gallery_store import GalleryStore
 from index.items import ItemMeta
 from service.audit import AuditLog, Entry
+from service.image_paths import image_path
 from service.settings import Settings
 from service.storage import ImageStore
 
@@ -120,11 +120,12 @@ def sweep(
             if item.image_id not in present:
                 continue
             outcome.removed.append(item.image_id)
-            if not images.owns(Path(item.source_path)):
+            path = image_path(images, item.source_path)  # a migrated gallery's are relative
+            if not images.owns(path):
                 outcome.files_kept += 1
                 continue
             try:  # the store has changed: every removal must still reach the trail below
-                outcome.files_deleted += images.delete(Path(item.source_path))
+                outcome.files_deleted += images.delete(path)
             except OSError as err:
                 outcome.files_failed += 1
                 log.warning("retention: cannot delete %s: %s", item.source_path, err)

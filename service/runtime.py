@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -29,10 +28,12 @@ from bundle.runtimes import runtime_precision
 from index.encoding import Encoding
 from index.errors import EncodingMismatchError, IndexMismatchError, IndexStoreError
 from index.gallery_store import GalleryStore
-from index.items import ItemMeta
 from index.stores import create_store, open_store
 from service.batching import group_by_length
 from service.metrics import Metrics
+from service.orphans import named_sha256, sweep_orphans
+
+__all__ = ["Runtime", "StartupError", "load_runtime", "named_sha256", "warm_up"]
 from service.query import Searcher
 from service.settings import Settings
 from service.storage import ImageStore
@@ -259,7 +260,7 @@ def load_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         raise StartupError(f"the bundle at {settings.bundle} changed while it was being loaded")
     settings.images_path.mkdir(parents=True, exist_ok=True)
     images = ImageStore(settings.images_path)
-    _sweep_orphans(images, store, settings.sweep_grace_s)
+    sweep_orphans(images, store, settings.sweep_grace_s)
     searcher = Searcher(bundle, store, metrics, settings)
     _log_engine(store)
     # Batches of similar caption length waste less of the trimmed text tower on padding.
@@ -293,28 +294,6 @@ def _query_length(bundle: Bundle, job: object) -> int:
         return counted
     text = getattr(job, "text", None)
     return bundle.token_count(text) if text else 0
-
-
-def _sweep_orphans(images: ImageStore, store: GalleryStore, grace_s: float) -> None:
-    """Remove files that writes killed mid-way left behind (never visible, but never freed).
-    Best effort: a store that cannot answer now leaves them for the next start."""
-    try:
-        removed = images.sweep(partial(named_sha256, store), grace_s)
-    except Exception as err:  # OSError, IndexStoreError, or a Milvus client's own
-        log.warning("cannot check %s for files of interrupted writes: %s", images.root, err)
-        return
-    if removed is None:
-        log.info("another process is writing to %s: left it as it is", images.root)
-    elif removed:
-        log.warning("removed %d file(s) of interrupted writes from %s", len(removed), images.root)
-
-
-def named_sha256(store: GalleryStore, shas: Sequence[str]) -> set[str]:
-    """Which of these SHA-256s some gallery item holds, without reading the whole gallery: the
-    store's own duplicate check (plan_add) answers it for probes under ids no item has."""
-    probes = [ItemMeta(f".sweep-{sha}", None, "", sha, 0.0) for sha in shas]
-    _, duplicates = store.plan_add(probes)
-    return {probe.sha256 for probe in probes if probe.image_id in duplicates}
 
 
 async def warm_up(runtime: Runtime) -> None:

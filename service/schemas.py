@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from bundle.parts_layout import MAX_WEIGHT as MAX_PART_WEIGHT
 from index.filters import GalleryFilter
+from index.metadata_fields import normalise_id
 from index.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, MAX_WEIGHT
 from service.metadata import (
     CAMERA_ID_REGEX,
@@ -159,6 +160,7 @@ class SearchFilters(BaseModel):
         most = MAX_TAGS if info.field_name == "tags" else MAX_FILTER_VALUES
         if not values:
             raise _filter_error(f"{name} is empty: leave it out, or list at least one value")
+        values = [normalise_id(v) for v in values]  # as uploads store them
         if len(values) > most:
             raise _filter_error(f"{name}: at most {most} values, got {len(values)}")
         for i, value in enumerate(values):

@@ -67,8 +67,15 @@ class Settings(BaseSettings):
     orphan_grace_s: float | None = Field(
         default=None,
         ge=0,
-        description="The start-up sweep removes only orphan files older than this; default 0 "
+        description="The orphan sweep removes only orphan files older than this; default 0 "
         f"for a folder or milvus-lite store, {SHARED_SWEEP_GRACE_S:g} for a Milvus server.",
+    )
+    orphan_sweep_interval_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="How often to remove orphan files (left by uploads killed or cut off from "
+        "the store between their file and their commit) while serving, besides at start-up; "
+        "0: only at start-up.",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     runtime: Literal["torch", "onnx", "onnx-int8"] = Field(

@@ -1,8 +1,10 @@
-"""A Milvus server for tests and benchmarks: `milvus-lite server` on a free local port.
+"""Milvus servers for tests and benchmarks, on free local ports.
 
-milvus-lite's server speaks Milvus's gRPC API, so the service and the index CLI reach it with
-``milvus://127.0.0.1:PORT/COLLECTION`` exactly as they would reach a Milvus standalone or cluster
-server; only the engine behind it is the embedded one.
+:class:`MilvusLiteServer`: `milvus-lite server`, which speaks Milvus's gRPC API over the embedded
+engine, so the service and the index CLI reach it with ``milvus://127.0.0.1:PORT/COLLECTION``
+exactly as they would reach a Milvus standalone or cluster server. :class:`MilvusStandaloneServer`
+(support/milvus_standalone.py): the real Milvus standalone server (query nodes, load state,
+segments), for what only the real one does.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from support.milvus_standalone import MilvusStandaloneServer
 from support.server import free_port
+
+__all__ = ["MilvusLiteServer", "MilvusStandaloneServer"]
 
 
 class MilvusLiteServer:

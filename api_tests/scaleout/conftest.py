@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from support.milvus import MilvusLiteServer
+from support.milvus import MilvusLiteServer, MilvusStandaloneServer
+from support.milvus_standalone import serve_for_tests
 from support.server import ServiceProcess, store_env
 
 
@@ -54,3 +55,33 @@ def replicas(
     finally:
         a.stop()
         b.stop()
+
+
+@pytest.fixture(scope="module")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusStandaloneServer]:
+    """The real Milvus standalone server, one per module (the fault tests kill it), stopped
+    after, also when a test fails."""
+    yield from serve_for_tests(tmp_path_factory.mktemp("milvus-standalone"))
+
+
+def start_replicas(
+    server: MilvusStandaloneServer, bundle: Path, home: Path, *, shared_images: bool, **env: str
+) -> tuple[ServiceProcess, ServiceProcess]:
+    """Two replicas on ``server`` (the collection ``gallery``), with one image folder or one
+    each; ready when this returns. The caller stops them."""
+    replicas = []
+    for name in ("a", "b"):
+        images = home / ("uploads" if shared_images else f"uploads-{name}")
+        values = {"TPS_CREATE_STORE": "true", "TPS_ORPHAN_GRACE_S": "0"} | env
+        replica = ServiceProcess(
+            store_env(bundle, server.store("gallery"), images, **values), home / f"{name}.log"
+        )
+        replicas.append(replica.start())
+    try:
+        for replica in replicas:
+            replica.wait_ready(180)
+    except BaseException:
+        for replica in replicas:
+            replica.stop()
+        raise
+    return replicas[0], replicas[1]

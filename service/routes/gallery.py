@@ -9,7 +9,6 @@ for the multipart parsing and hand every store and file call to a worker thread
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
@@ -20,8 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.errors import ItemExistsError
 from index.items import ItemMeta
+from index.metadata_fields import normalise_id
 from service import audit_events
 from service.deps import RuntimeDep
+from service.image_paths import image_path
 from service.images import IMAGE_MEDIA_TYPES, ImageRejectedError, media_type, thumbnail
 from service.ingest import Upload, UploadError, UploadFields, check_fields, ingest, remove
 from service.metadata import as_utc
@@ -78,7 +79,7 @@ def _form_text(form, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise HTTPException(422, f"the form field '{name}' must be text, not a file")
-    return value.strip() or None
+    return normalise_id(value) or None  # stored as filters look for it
 
 
 FORM_FIELDS = ("files", "person_id", "image_id", "camera_id", "captured_at", "tags")
@@ -252,7 +253,8 @@ def gallery_image(
     ] = None,
 ) -> Response:
     item = _item_or_404(runtime, image_id)
-    path = Path(item.source_path)  # from the manifest only: never built from the request
+    # From the store only, never built from the request; a relative one from this host's folder.
+    path = image_path(runtime.images, item.source_path)
     if not path.is_file():
         raise HTTPException(404, f"the file of gallery image {image_id!r} is missing on disk")
     # Recorded before any bytes go out, a thumbnail (or a 304 for one) as much as the original.

@@ -1,25 +1,30 @@
 """Liveness, readiness, metrics and a description of what is being served.
 
 Routes that read the store (its stats, also behind the metrics' gauges) are plain ``def``: FastAPI
-runs them in its threadpool, so a slow read never holds up the event loop. With a Milvus server
-behind it, readiness also asks the server for its count (in a worker thread, with a deadline): a
-replica that cannot reach the shared gallery says 503, so a load balancer stops sending it
-searches, and says 200 again once the server answers.
+runs them in its threadpool, so a slow read never holds up the event loop. Readiness also runs a
+one-row search on the store (in a worker thread, with a deadline): what searches need, where a
+count would answer even from a Milvus collection that is not loaded. A replica whose store cannot
+search says 503, so a load balancer stops sending it traffic, and 200 again once it can.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from index.gallery_store import GalleryStore
 from service.deps import RuntimeDep
 from service.metrics import CONTENT_TYPE
 from service.schemas import ErrorResponse, Health, Readiness, ServiceInfo
 from service.security import require_metrics_key, require_read_key
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
+UNAVAILABLE = "the gallery store cannot search now"
 
 PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE  # the Prometheus text format, version 0.0.4
 STORE_CHECK_S = 3.0  # a readiness probe's answer comes well within the probe's own timeout
@@ -47,14 +52,24 @@ async def readyz(request: Request) -> JSONResponse:
     if runtime is None:
         body = Readiness(status=loader.state, detail=loader.describe())
         return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
-    if runtime.settings.store_kind == "milvus":
-        try:
-            await asyncio.wait_for(asyncio.to_thread(runtime.store.count), STORE_CHECK_S)
-        except Exception as err:  # a timeout, or whatever the client raises for a lost server
-            detail = f"the gallery store ({runtime.store.location}) does not answer: {err!r}"
-            body = Readiness(status="unavailable", detail=detail[:500])
-            return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+    try:
+        await asyncio.wait_for(asyncio.to_thread(probe, runtime.store), STORE_CHECK_S)
+    except Exception as err:  # a timeout, StoreUnavailableError, or a client's own error
+        log.warning("not ready: the gallery store cannot search: %r", err)
+        body = Readiness(status="unavailable", detail=UNAVAILABLE)  # no address in the reply
+        return JSONResponse(
+            body.model_dump(),
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
     return JSONResponse(Readiness(status=loader.state).model_dump())
+
+
+def probe(store: GalleryStore) -> None:
+    """One search for one row: works only when the store can serve searches (blocking)."""
+    query = np.zeros((1, store.dim), dtype=np.float32)
+    query[0, 0] = 1.0
+    store.search(query, 1)
 
 
 @router.get(

@@ -6,23 +6,22 @@ as one query vector (index/query_vector.py), and the examples leave the results.
 ``suggest``, the reply also names attribute phrases that would split the top results
 (service/suggest.py). Optional ``filters`` limit a search to the gallery images that pass them
 (cameras, a capture-time window, persons, tags): the store ranks only those, so the reply is the
-top k among them. Each hit carries its image's camera and capture time, read from the store in
-one worker-thread call per request.
+top k among them. Each hit carries its image's camera and capture time: a Milvus store returns
+them with the search itself; the FAISS store's are read in one batched call per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 
 from index.filters import GalleryFilter
-from index.gallery_store import GalleryStore
-from index.items import ItemMeta
+from index.items import HitMeta
 from index.query_vector import QueryVectorError
 from service import audit_events
 from service.batching import BatcherClosedError, QueueFullError
@@ -122,44 +121,39 @@ async def _run(
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(err)) from None
 
 
-def _metadata(store: GalleryStore, image_ids: Iterable[str]) -> dict[str, ItemMeta]:
-    """The stored items of the hits (blocking: one look-up per distinct image). An image
-    deleted since the search ranked it keeps its hit, without camera or time."""
-    found = {}
-    for image_id in dict.fromkeys(image_ids):
-        item = store.get(image_id)
-        if item is not None:
-            found[image_id] = item
-    return found
-
-
 async def _unexpired(
     runtime: Runtime, outcomes: list[QueryOutcome]
-) -> tuple[list[QueryOutcome], dict[str, ItemMeta]]:
+) -> tuple[list[QueryOutcome], dict[str, HitMeta]]:
     """The outcomes without the images past the retention period (still in the store until the
-    next sweep), and the stored items of their hits."""
-    ids = [h.image_id for outcome in outcomes for h in outcome.hits]
-    items = await asyncio.to_thread(_metadata, runtime.store, ids) if ids else {}
+    next sweep), and the camera and capture time of hits the store sent without them (Milvus
+    sends them with the search; the FAISS store ranks on vectors and person ids only). One
+    batched read for the whole request: of every hit when a retention period is set (an age
+    needs the time an image was added), else only of the hits without their metadata."""
     cutoff = read_cutoff(runtime.settings)
-    gone = {i for i, item in items.items() if is_expired(item, cutoff)}
-    if gone:
-        outcomes = [
-            QueryOutcome([h for h in o.hits if h.image_id not in gone], o.truncated, o.vector)
-            for o in outcomes
-        ]
-    return outcomes, items
+    hits = [h for outcome in outcomes for h in outcome.hits]
+    wanted = [h.image_id for h in hits if cutoff is not None or h.meta is None]
+    ids = list(dict.fromkeys(wanted))
+    items = await asyncio.to_thread(runtime.store.get_many, ids) if ids else {}
+    if cutoff is not None:
+        gone = {i for i, item in items.items() if is_expired(item, cutoff)}
+        if gone:
+            outcomes = [
+                QueryOutcome([h for h in o.hits if h.image_id not in gone], o.truncated, o.vector)
+                for o in outcomes
+            ]
+    return outcomes, {i: HitMeta(item.camera_id, item.captured_at) for i, item in items.items()}
 
 
-def _hits(outcome: QueryOutcome, items: dict[str, ItemMeta]) -> list[SearchHit]:
+def _hits(outcome: QueryOutcome, found: dict[str, HitMeta]) -> list[SearchHit]:
     hits = []
     for rank, h in enumerate(outcome.hits, start=1):
-        item = items.get(h.image_id)
+        meta = h.meta if h.meta is not None else found.get(h.image_id, HitMeta())
         hits.append(
             SearchHit(
                 image_id=h.image_id,
                 person_id=h.person_id,
-                camera_id=item.camera_id if item else None,
-                captured_at=as_utc(item.captured_at) if item else None,
+                camera_id=meta.camera_id,
+                captured_at=as_utc(meta.captured_at),
                 score=float(h.score),
                 rank=rank,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from index.items import ItemMeta
 from support.builders import make_random_bundle
+from support.milvus_standalone import MilvusStandaloneServer, serve_for_tests
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,9 @@ def assert_matches_brute_force(
         for hit, j in zip(hits, order, strict=True):
             assert abs(by_name[hit.image_id] - scores[j]) <= tol, (got, [names[j] for j in order])
     assert len(set(got)) == len(got)
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusStandaloneServer]:
+    """The real Milvus standalone server, one per session (about 10 s to start), stopped after."""
+    yield from serve_for_tests(tmp_path_factory.mktemp("milvus-standalone"))

@@ -1,15 +1,18 @@
-"""One contract, every gallery store: the FAISS + SQLite folder and Milvus (milvus-lite file).
+"""One contract, every gallery store: the FAISS + SQLite folder, Milvus on a milvus-lite file,
+and the real Milvus standalone server (2.3: no null values, older scalar indexes).
 
 The service and the CLI see only :class:`index.gallery_store.GalleryStore`; whatever store a
 setting picks must behave the same. Each case runs on a fresh store made by
-:func:`index.stores.create_store` from a tmp folder or a tmp ``x.db`` file. References: a float64
-numpy ranking for search, :meth:`GalleryFilter.matches` for filters.
+:func:`index.stores.create_store` from a tmp folder, a tmp ``x.db`` file or a new collection on
+one server started for the session. References: a float64 numpy ranking for search,
+:meth:`GalleryFilter.matches` for filters.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,26 +23,36 @@ from index.errors import IndexMismatchError, ItemExistsError
 from index.filters import GalleryFilter
 from index.gallery_store import GalleryStore
 from index.items import AddResult, ItemMeta
-from index.stores import create_store, open_store
+from index.stores import create_store, open_store, store_kind
+from support.milvus import MilvusStandaloneServer
 from tests.index.conftest import assert_matches_brute_force, random_unit
 
 FP = "c" * 64
 DIM = 16
 T0 = 1_700_000_000.0
-STORES = {"faiss": "gallery", "milvus-lite": "x.db"}
+STORES = {"faiss": "gallery", "milvus-lite": "x.db", "milvus": None}
+_collections = itertools.count()
 
 
-def spec_for(root: Path, store: str) -> Path:
-    return root / STORES[store]
+def spec_for(request: pytest.FixtureRequest, root: Path, store: str) -> Path | str:
+    """A folder, a file, or a new collection on the session's Milvus server."""
+    if store == "milvus":
+        server: MilvusStandaloneServer = request.getfixturevalue("milvus_server")
+        return server.store(f"contract_{next(_collections)}")
+    return root / STORES[store]  # type: ignore[operator]
+
+
+def name_of(spec: Path | str) -> str:
+    return spec.name if isinstance(spec, Path) else spec.rsplit("/", 1)[1]
 
 
 @pytest.fixture(params=list(STORES))
-def spec(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    return spec_for(tmp_path, request.param)
+def spec(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    return spec_for(request, tmp_path, request.param)
 
 
 @pytest.fixture
-def store(spec: Path) -> Iterator[GalleryStore]:
+def store(spec: Path | str) -> Iterator[GalleryStore]:
     made = create_store(spec, FP, DIM, use_gpu="never")
     try:
         yield made
@@ -79,7 +92,7 @@ def metadata_items(n: int, seed: int = 0) -> list[ItemMeta]:
 # --- writes and reads -----------------------------------------------------------------------
 
 
-def test_add_then_read_everything_back(store: GalleryStore, spec: Path) -> None:
+def test_add_then_read_everything_back(store: GalleryStore, spec: Path | str) -> None:
     items = metadata_items(40)
     vectors = random_unit(40, DIM, 1)
     assert store.plan_add(items) == (list(range(40)), {})
@@ -89,6 +102,8 @@ def test_add_then_read_everything_back(store: GalleryStore, spec: Path) -> None:
     for it in items:
         assert store.get(it.image_id) == it
     assert store.get("absent") is None
+    wanted = [it.image_id for it in items] + ["absent"]
+    assert store.get_many(wanted) == {it.image_id: it for it in items}
     assert sorted(store.items(), key=lambda i: i.image_id) == items
     got = store.vectors(["img00003", "absent", "img00000"])
     assert list(got) == ["img00003", "img00000"]
@@ -101,9 +116,9 @@ def test_add_then_read_everything_back(store: GalleryStore, spec: Path) -> None:
         FP,
         "flat",
     )
-    assert stats["store"] == ("milvus" if str(spec).endswith(".db") else "faiss")
+    assert stats["store"] == ("faiss" if store_kind(spec) == "faiss" else "milvus")
     assert (store.fingerprint, store.dim) == (FP, DIM)
-    assert str(spec.name) in store.location
+    assert name_of(spec) in store.location
 
 
 def test_add_dedupes_by_sha256(store: GalleryStore) -> None:
@@ -232,7 +247,7 @@ def test_bad_vectors_are_refused(store: GalleryStore) -> None:
 # --- opening ---------------------------------------------------------------------------------
 
 
-def test_open_checks_fingerprint_and_dim(spec: Path) -> None:
+def test_open_checks_fingerprint_and_dim(spec: Path | str) -> None:
     with_items = create_store(spec, FP, DIM, use_gpu="never")
     vectors = random_unit(3, DIM, 0)
     with_items.add(vectors, [item("a"), item("b", camera_id="1"), item("c")])
@@ -254,7 +269,7 @@ def test_open_checks_fingerprint_and_dim(spec: Path) -> None:
         anyone.close()
 
 
-def test_create_refuses_an_existing_store(spec: Path) -> None:
+def test_create_refuses_an_existing_store(spec: Path | str) -> None:
     create_store(spec, FP, DIM, use_gpu="never").close()
     with pytest.raises(Exception, match=r"exist|not empty|already holds"):
         create_store(spec, FP, DIM, use_gpu="never")
@@ -314,9 +329,8 @@ def filtered(
     """One gallery with varied metadata per store, shared by the filter cases (read-only)."""
     items = metadata_items(400, seed=7)
     vectors = random_unit(len(items), DIM, 8)
-    made = create_store(
-        spec_for(tmp_path_factory.mktemp("filtered"), request.param), FP, DIM, use_gpu="never"
-    )
+    where = spec_for(request, tmp_path_factory.mktemp("filtered"), request.param)
+    made = create_store(where, FP, DIM, use_gpu="never")
     made.add(vectors, items)
     yield made, vectors, items
     made.close()
@@ -339,8 +353,9 @@ def test_filtered_search_equals_brute_force(
                 assert hits == []
                 continue
             assert_matches_brute_force(hits, vectors[passing], names, query, min(k, len(names)))
-            for hit in hits:
-                assert where.matches(store.get(hit.image_id))
+            found = store.get_many([hit.image_id for hit in hits])  # one batched read
+            assert set(found) == {hit.image_id for hit in hits}
+            assert all(where.matches(item) for item in found.values())
 
 
 def test_filters_see_every_kind_of_unknown(

@@ -1,0 +1,20 @@
+"""Where a gallery item's image file is on this host. A stored path is absolute (an upload, an
+index built from a data set), or relative to the image folder (a gallery migrated with
+``--images-root``): then it is read from this host's own folder (TPS_IMAGE_DIR), wherever
+each host mounts it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.storage import ImageStore
+
+
+def image_path(images: ImageStore, source_path: str) -> Path:
+    """The file of ``source_path`` here; a relative path never leaves the image folder (one
+    that would names a file that cannot exist)."""
+    path = Path(source_path)
+    if path.is_absolute():
+        return path
+    found = (images.root / path).resolve()
+    return found if found.is_relative_to(images.root) else images.root / ".outside"
