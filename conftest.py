@@ -77,6 +77,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def needs_model(item: pytest.Item) -> bool:
         return "trained_bundle" in getattr(item, "fixturenames", ())
 
+    # What runs on the real Milvus standalone server is marked for `make test-milvus-server`.
+    # (The store contract picks its server through a parameter, not a fixture name.)
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_server = "milvus" in (params.get("spec"), params.get("filtered"))
+        if "milvus_server" in getattr(item, "fixturenames", ()) or on_server:
+            item.add_marker(pytest.mark.milvus_server)
+
     files: dict[object, list[pytest.Item]] = {}
     for item in items:
         files.setdefault(item.path, []).append(item)

@@ -23,10 +23,15 @@ def is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+# The white space around an id that is not part of it: ASCII only, the set the API's documented
+# patterns allow around a filter value (a JSON Schema regex's \s is wider than str.strip's).
+ID_PADDING = " \t\n\r\x0b\x0c"
+
+
 def normalise_id(text: str) -> str:
     """The one form of a person id, camera id or tag, for storing it and for filtering on it
     alike: surrounding white space is not part of an id (" spaced " is "spaced")."""
-    return text.strip()
+    return text.strip(ID_PADDING)
 
 
 def parse_id(value: Any) -> str:

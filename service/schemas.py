@@ -74,9 +74,15 @@ def _anchored(regex: str) -> str:
     return f"^(?:{regex})$"
 
 
-CameraIdText = Annotated[str, _documented({"pattern": _anchored(CAMERA_ID_REGEX)})]
-PersonIdText = Annotated[str, _documented({"pattern": _anchored(PERSON_ID_REGEX)})]
-TagText = Annotated[str, _documented({"pattern": _anchored(TAG_REGEX)})]
+def _padded(regex: str) -> str:
+    """A filter value: white space around it is dropped (``normalise_id``), as uploads drop it."""
+    pad = "[ \\t\\n\\r\\x0b\\x0c]*"
+    return f"^{pad}(?:{regex}){pad}$"
+
+
+CameraIdText = Annotated[str, _documented({"pattern": _padded(CAMERA_ID_REGEX)})]
+PersonIdText = Annotated[str, _documented({"pattern": _padded(PERSON_ID_REGEX)})]
+TagText = Annotated[str, _documented({"pattern": _padded(TAG_REGEX)})]
 TimeText = Annotated[str, _documented({"format": "date-time"})]
 
 

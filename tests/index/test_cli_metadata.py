@@ -197,16 +197,21 @@ def test_store_specs_reach_the_factory_unchanged(
 def test_migrate_is_wired(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple] = []
 
-    def migrate(src: str, dst: str, *, verify: int, batch_size: int) -> dict:
-        calls.append((src, dst, verify, batch_size))
+    def migrate(
+        src: str, dst: str, *, verify: int, batch_size: int, images_root: Path | None = None
+    ) -> dict:
+        calls.append((src, dst, verify, batch_size, images_root))
         return {"copied": 12, "verified": verify}
 
     monkeypatch.setitem(sys.modules, "index.migrate", types.SimpleNamespace(migrate=migrate))
     result = _run(capsys, "migrate", "old_index", "milvus://h:1/g", "--verify", "5",
                   "--batch-size", "64")  # fmt: skip
     assert result == {"copied": 12, "verified": 5}
-    _run(capsys, "migrate", "a", "b.db")
-    assert calls == [("old_index", "milvus://h:1/g", 5, 64), ("a", "b.db", 100, 1000)]
+    _run(capsys, "migrate", "a", "b.db", "--images-root", "/srv/images")
+    assert calls == [
+        ("old_index", "milvus://h:1/g", 5, 64, None),
+        ("a", "b.db", 100, 1000, Path("/srv/images")),
+    ]
     assert "--verify must be 0 or more" in _fails(capsys, "migrate", "a", "b.db", "--verify", "-1")
 
 
