@@ -1,4 +1,5 @@
-"""The shell commands the README and the docs pages show, read from their ```bash blocks."""
+"""The shell commands the README and the docs pages show: every line of their ```bash blocks, and
+the `python -m ...` and `make ...` commands quoted in their text."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 _BLOCK = re.compile(r"^```bash\n(.*?)^```", re.M | re.S)
+_ANY_BLOCK = re.compile(r"^```.*?^```", re.M | re.S)
+_INLINE = re.compile(r"(?<!`)`([^`]+)`(?!`)")  # may wrap onto the next line, as Markdown allows
+_QUOTED_COMMAND = re.compile(r"^((\.venv/bin/)?python -m \S|make [a-z])")
 _SEPARATORS = {"&&", "||", ";", "|", "&"}
 _ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 
@@ -28,8 +32,13 @@ def shown_commands(pages: list[Path] = PAGES) -> list[Command]:
     commands = []
     for page in pages:
         name = str(page.relative_to(ROOT))
-        for block in _BLOCK.findall(page.read_text()):
+        text = page.read_text()
+        for block in _BLOCK.findall(text):
             for line in _logical_lines(block):
+                commands += [Command(name, words) for words in _simple_commands(line)]
+        for span in _INLINE.findall(_ANY_BLOCK.sub("", text)):
+            line = " ".join(span.split())
+            if _QUOTED_COMMAND.match(line) and "*" not in line:  # `make docker-*` names a family
                 commands += [Command(name, words) for words in _simple_commands(line)]
     return commands
 

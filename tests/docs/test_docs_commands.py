@@ -78,12 +78,16 @@ def check_cli(command: Command, module: str, args: list[str]) -> None:
             break
         if word != "...":
             prefix.append(word)
-    code, text = help_text(module, tuple(prefix))
-    assert code == 0, f"{command}: `python -m {module} {' '.join(prefix)} --help` failed:\n{text}"
-    for flag in flags(args):
-        assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text), (
-            f"{command}: `python -m {module} {' '.join(prefix)}` takes no {flag}"
-        )
+    # `index build|migrate ... --kind K`: each of the alternatives takes the flags.
+    for alternative in prefix[0].split("|") if prefix else [None]:
+        words = tuple(prefix if alternative is None else [alternative, *prefix[1:]])
+        code, text = help_text(module, words)
+        shown = f"python -m {module} {' '.join(words)}"
+        assert code == 0, f"{command}: `{shown} --help` failed:\n{text}"
+        for flag in flags(args):
+            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text), (
+                f"{command}: `{shown}` takes no {flag}"
+            )
 
 
 @functools.cache
