@@ -14,9 +14,9 @@ FAISS ?= cpu
 DEMO_MINUTES ?= 6
 
 .PHONY: install lock lint test test-milvus-server demo data contact-sheet train index serve bench accuracy \
-	browser clean device-wheels
+	browser clean device-wheels docs docs-serve
 
-# Every install is one lock (locks/, README "Installing"): the virtualenv becomes exactly
+# Every install is one lock (locks/, docs/getting-started.md "Installing"): the virtualenv becomes exactly
 # locks/$(FAISS)-py3XX.txt, hash-checked, with no resolver step, then the project is added
 # editable. Idempotent: the stamp (one per FAISS flavour) changes only when a lock or
 # pyproject.toml does. Switching flavours removes the other FAISS wheel (both ship faiss/).
@@ -48,7 +48,7 @@ test: lint
 
 # The tests on the real Milvus standalone server (started on free 127.0.0.1 ports by a fixture
 # and stopped after): the store contract, recovery from a released collection and a restart,
-# the two-host id race. About 5 minutes on 2 cores, so not yet part of `make test` (README).
+# the two-host id race. About 5 minutes on 2 cores, so not yet part of `make test` (docs/deploying.md).
 test-milvus-server: install
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -q -m milvus_server
 
@@ -90,6 +90,16 @@ bench: install
 accuracy: install
 	$(PY) -m bench.accuracy --ablation --out out/bench
 
+# The documentation site (mkdocs.yml, docs/): strict, so a broken link or anchor, or a page left
+# out of the nav, fails the build; `make test` builds it too (tests/docs/).
+DOCS_ADDR ?= 127.0.0.1:8008
+export NO_MKDOCS_2_WARNING := 1
+docs: install
+	$(VENV)/bin/mkdocs build --strict
+
+docs-serve: install
+	$(VENV)/bin/mkdocs serve --strict --dev-addr $(DOCS_ADDR)
+
 # Wheels for bench/device_check.sh on a GPU machine's Python 3.12 (that machine has no registry):
 # the packages it lacks, at locks/cpu-py312.txt's versions and hashes.
 DEVICE_PACKAGES := $(shell grep -v '^\#' bench/device_wheels.txt)
@@ -106,10 +116,10 @@ browser:
 	test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
 clean:
-	rm -rf out .pytest_cache .ruff_cache   # runs/ and indexes/ hold trained work: remove by hand
+	rm -rf out site .pytest_cache .ruff_cache   # runs/ and indexes/ hold trained work: remove by hand
 
 # Reliability at full size (CI runs the same tests small, in `make test`). Each prints its
-# figures as JSON and writes them to $(RELIABILITY_OUT); README "Reliability" explains them.
+# figures as JSON and writes them to $(RELIABILITY_OUT); docs/deploying.md "Reliability" explains them.
 FUZZ_EXAMPLES ?= 300
 FUZZ_SECONDS ?= 300
 CRASH_TRIALS ?= 20
