@@ -62,6 +62,7 @@ async def drive(
     requests: int,
     max_s: float,
     headers: dict[str, str] | None = None,
+    top_k: int = 10,
 ) -> dict:
     """``headers`` go with every request (an API key, for a server without open reads)."""
     latencies: list[float] = []
@@ -80,7 +81,7 @@ async def drive(
                 query = queries[next_request % len(queries)]
                 next_request += 1
                 t0 = time.perf_counter()
-                reply = await http.post("/v1/search", json={"query": query, "top_k": 10})
+                reply = await http.post("/v1/search", json={"query": query, "top_k": top_k})
                 latencies.append((time.perf_counter() - t0) * 1000)
                 statuses[reply.status_code] = statuses.get(reply.status_code, 0) + 1
 
@@ -91,6 +92,7 @@ async def drive(
     calls = after[1] - before[1]
     return {
         "clients": clients,
+        "top_k": top_k,
         "requests": len(latencies),
         "seconds": round(elapsed, 3),
         "qps": round(len(latencies) / elapsed, 1),

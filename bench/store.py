@@ -1,20 +1,24 @@
-"""Gallery store throughput: FAISS + SQLite (the default store) against milvus-lite.
+"""Gallery stores through the service's own search path: FAISS folder, Milvus server, milvus-lite.
 
-Why: choosing a store for a deployment needs the cost of each, measured through the same
-``GalleryStore`` calls the service makes. One run fills each store with the same random unit
-vectors and random metadata (10 cameras, a month of capture times, persons, tags; a few
-unknowns), then times:
+Why: choosing a store for a deployment needs what each costs where replicas pay it, in
+`python -m service` answering POST /v1/search (text encode, store search with its metadata,
+retention check, JSON), not only in the store's own calls. One run:
 
-- add: vectors/s through ``store.add`` in batches of 1,000 (dedupe planning and durable commit
-  included, as the service pays them);
-- search: batch 1, top 10, p50 / p99 latency and QPS, without a filter and with one (2 of 10
-  cameras and a two-week capture window, about 9 % of the gallery passing);
+1. exports a random-init bundle of ``--model`` (ViT-B-16 by default: 512-d vectors and the
+   real text tower, as users run) and makes ``--size`` random unit vectors with random metadata
+   (10 cameras, a month of capture times, persons, tags; a few unknowns);
+2. for each store (a FAISS folder; a real Milvus standalone server, the ``milvus`` package's
+   embedded binary started here on free 127.0.0.1 ports, or ``--milvus`` for one of yours;
+   a milvus-lite file): fills it through ``store.add`` in batches (vectors/s), times the store's
+   own batch-1 search at each top_k, plain and filtered (2 of 10 cameras and a two-week window,
+   about 9 % of the gallery passing), then starts `python -m service` on it and drives
+   POST /v1/search from 1, 8 and 32 concurrent clients at each top_k;
+3. reports every cell and each store's ratio to the FAISS folder in the same run, and checks
+   that the stores return the same top 10 (every index is exact: flat).
 
-and the ratio milvus-lite / FAISS of each. It also checks that both stores return the same
-top 10 for a few queries (both indexes are exact: flat).
-
-    python -m bench.store --out out/bench                  # 100k × 512
-    python -m bench.store --quick                          # 5k vectors, a smoke test
+    python -m bench.store --out out/bench           # 100k × 512, ViT-B-16 text tower
+    python -m bench.store --quick                   # tiny model, 5k vectors, short levels
+    python -m bench.store --stores faiss milvus_server --milvus milvus://db:19530/bench
 
 JSON on stdout and in OUT/store.json; progress on stderr.
 """
@@ -22,50 +26,50 @@ JSON on stdout and in OUT/store.json; progress on stderr.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import hashlib
 import json
 import os
+import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m service` runs
 
-FP = "bench-" + "0" * 58
+from bench.http_load import drive
+from support.server import ServiceProcess, store_env
+
 DAY = 86_400.0
 T0 = 1_735_689_600.0  # 2025-01-01 UTC
 CAMERAS = [f"cam{j}" for j in range(10)]
 TAGS = ("red", "bag", "hat", "bike")
-ENGINES = {"faiss": "gallery", "milvus_lite": "gallery.db"}
+STORES = ("faiss", "milvus_server", "milvus_lite")
+CLIENTS = (1, 8, 32)
+TOP_K = (10, 100)
+COLOURS = ("red", "black", "white", "blue", "grey", "green", "yellow", "brown")
+GARMENTS = ("coat", "jacket", "shirt", "dress", "trousers", "skirt", "backpack", "hat")
 
 NOTES = [
-    "milvus-lite 3.x is a pure-Python engine (Arrow/Parquet segments searched with numpy or "
-    "FAISS, behind an in-process gRPC server); these figures measure that embedded mode, meant "
-    "for tests, single-process use and backups, not a Milvus server. The Milvus store flushes "
-    "after every write on milvus-lite, because rows left in its in-memory table are searched "
-    "row by row in Python.",
-    "Not runnable here: there is no Milvus server or cluster and no GPU on this machine. The "
-    "milvus:// path was exercised only by the tests, against `milvus-lite server` (the same "
-    "engine behind gRPC).",
-    "A Milvus server or cluster would change: search runs in C++ (Knowhere) over sealed, "
-    "indexed segments spread across query nodes, so latency is mostly the RPC and proxy and "
-    "QPS grows with query-node replicas; inserts go through the proxy and the WAL and are "
-    "indexed asynchronously, with no flush per write; strong consistency makes a read wait "
-    "until the query nodes have caught up with its timestamp (up to about one time tick, "
-    "200 ms by default), so replicas that do not need read-your-writes could search with "
-    "Bounded consistency; metadata filters use the inverted scalar indexes the store creates.",
-    "A GPU index (kind gpu_cagra or gpu_brute_force, a Milvus GPU server only) would move "
-    "each segment's search to the GPU: large query batches gain the most; batch-1 latency "
-    "stays dominated by the RPC. milvus-lite refuses these kinds.",
-    "The FAISS store commits every add as a new generation (copy-on-write index, a new "
-    "vectors file, fsync), so its per-batch add cost grows with the gallery; large imports "
-    "are cheaper in fewer, larger batches or with `python -m index build`.",
-    "The machine is shared: compare the two engines within one run, and see load_avg.",
+    "Served figures include the text encode of every query (the bundle's text tower, batched "
+    "across clients by the service's micro-batcher); the store's own search is the `direct` "
+    "block. Compare stores within one run: the machine may be shared, see load_avg.",
+    "The Milvus server is the `milvus` package's embedded standalone (2.3.5: the real "
+    "server's query nodes, segments and load state, with etcd and local storage on this "
+    "machine). Searches are strongly consistent, so each waits for the server's time tick "
+    "(up to 200 ms by default); a cluster changes the RPC distance and spreads segments over "
+    "query nodes, not that wait.",
+    "milvus-lite is a pure-Python engine behind an in-process gRPC server, for tests, one "
+    "process and backups; the Milvus store flushes after every write there.",
+    "Hit metadata comes back with Milvus's search, and in one batched SQLite read per request "
+    "from the FAISS folder: top_k 100 costs one store call on either.",
 ]
 
 
@@ -94,7 +98,7 @@ def random_items(n: int, seed: int) -> list[Any]:
         ItemMeta(
             image_id=f"img{j:08d}",
             person_id=None if unknown[j, 2] else f"p{persons[j]}",
-            source_path=f"/cameras/{CAMERAS[cameras[j]]}/{j}.jpg",
+            source_path=f"cameras/{CAMERAS[cameras[j]]}/{j}.jpg",
             sha256=hashlib.sha256(j.to_bytes(8, "little")).hexdigest(),
             added_at=T0 + 31 * DAY,
             camera_id=None if unknown[j, 0] else CAMERAS[cameras[j]],
@@ -105,10 +109,25 @@ def random_items(n: int, seed: int) -> list[Any]:
     ]
 
 
-def time_calls(
-    search: Callable[[np.ndarray], Any], queries: np.ndarray, budget_s: float, at_least: int
-) -> dict[str, float]:
-    """Batch-1 latency over ``queries`` until they run out or the budget is spent."""
+def captions(n: int) -> list[str]:
+    """Descriptions in the data sets' style, distinct enough that batches vary."""
+    return [
+        f"a person in a {COLOURS[j % 8]} {GARMENTS[(j // 8) % 8]} and "
+        f"{COLOURS[(j // 3) % 8]} {GARMENTS[(j // 5) % 8]}, walking"
+        for j in range(n)
+    ]
+
+
+def cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def time_calls(search: Callable[[np.ndarray], Any], queries: np.ndarray, budget_s: float) -> dict:
+    """Batch-1 latency of the store's own search over ``queries`` (or until the budget)."""
     for q in queries[:2]:
         search(q)  # warm-up: caches, thread pools, compiled filter expressions
     latencies = []
@@ -117,152 +136,215 @@ def time_calls(
         t0 = time.perf_counter()
         search(q)
         latencies.append(time.perf_counter() - t0)
-        if len(latencies) >= at_least and time.perf_counter() - started > budget_s:
+        if len(latencies) >= 10 and time.perf_counter() - started > budget_s:
             break
     ms = np.array(latencies) * 1000
     return {
         "queries": len(latencies),
         "p50_ms": round(float(np.percentile(ms, 50)), 3),
         "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "qps": round(len(latencies) / float(np.sum(latencies)), 1),
     }
 
 
-def bench_engine(
-    engine: str,
-    root: Path,
-    vectors: np.ndarray,
-    items: list[Any],
-    queries: np.ndarray,
+@contextlib.contextmanager
+def milvus_server(uri: str | None, work: Path) -> Iterator[str | None]:
+    """The store setting of a Milvus collection: ``uri``'s, or the embedded server's."""
+    if uri is not None:
+        yield uri
+        return
+    from support.milvus_standalone import MilvusStandaloneServer
+
+    log("milvus_server: starting the embedded Milvus standalone on 127.0.0.1")
+    server = MilvusStandaloneServer(work / "milvus", work / "milvus.log").start()
+    try:
+        yield server.store("bench_gallery")
+    finally:
+        server.stop()
+
+
+def fill_and_time(
+    spec: str,
+    fingerprint: str,
+    data: dict[str, Any],
     where: Any,
     batch: int,
     budget_s: float,
-    at_least: int,
 ) -> tuple[dict[str, Any], list[list[str]]]:
+    """Fill a new store, time its own searches; it is closed again before the service opens it."""
     from index.stores import create_store
 
-    store = create_store(root / ENGINES[engine], FP, vectors.shape[1], "flat", use_gpu="never")
+    vectors, items, queries = data["vectors"], data["items"], data["queries"]
+    store = create_store(spec, fingerprint, vectors.shape[1], "flat", use_gpu="never")
     try:
-        log(f"{engine}: adding {len(items):,} vectors in batches of {batch:,}")
         started = time.perf_counter()
         for start in range(0, len(items), batch):
             result = store.add(vectors[start : start + batch], items[start : start + batch])
             assert not result.duplicates
             if (start // batch) % 20 == 0:
-                done = start + batch
-                log(f"  {done:,} in {time.perf_counter() - started:.1f} s")
+                log(f"  {start + batch:,} added in {time.perf_counter() - started:.1f} s")
         add_s = time.perf_counter() - started
         assert store.count() == len(items)
-        log(f"  {len(items) / add_s:,.0f} vectors/s; searching")
-        plain = time_calls(lambda q: store.search(q, 10), queries, budget_s, at_least)
-        log(f"  plain: {plain['p50_ms']} ms p50")
-        filtered = time_calls(lambda q: store.search(q, 10, where), queries, budget_s, at_least)
-        log(f"  filtered: {filtered['p50_ms']} ms p50")
-        tops = [[h.image_id for h in row] for row in store.search(queries[:20], 10, where)]
-        tops += [[h.image_id for h in row] for row in store.search(queries[:20], 10)]
+        direct = {}
+        for k in data["top_k"]:
+            direct[f"top{k}"] = time_calls(lambda q, k=k: store.search(q, k), queries, budget_s)
+            direct[f"top{k}_filtered"] = time_calls(
+                lambda q, k=k: store.search(q, k, where), queries, budget_s
+            )
+        tops = [[h.image_id for h in row] for row in store.search(queries[:20], 10)]
         stats = store.stats()
     finally:
         store.close()
     return {
         "store": stats["store"],
         "kind": stats["kind"],
-        "add": {
-            "vectors": len(items),
-            "batch": batch,
-            "seconds": round(add_s, 2),
-            "vectors_per_s": round(len(items) / add_s, 1),
-        },
-        "search": plain,
-        "search_filtered": filtered,
+        "add": {"vectors": len(items), "batch": batch, "vectors_per_s": round(len(items) / add_s)},
+        "direct": direct,
     }, tops
+
+
+def serve_and_drive(
+    bundle: Path, spec: str, work: Path, data: dict[str, Any], seconds: float
+) -> list[dict[str, Any]]:
+    """`python -m service` on the store, driven at every client count and top_k."""
+    images = work / "images"
+    images.mkdir(exist_ok=True)
+    env = store_env(bundle, spec, images, TPS_LOG_LEVEL="warning")
+    server = ServiceProcess(env, work / "service.log").start()
+    levels = []
+    try:
+        server.wait_ready(timeout=300)
+        for clients in data["clients"]:
+            for k in data["top_k"]:
+                warm = max(4, clients)
+                asyncio.run(drive(server.url, data["captions"], clients, warm, seconds, top_k=k))
+                level = asyncio.run(
+                    drive(server.url, data["captions"], clients, 10**6, seconds, top_k=k)
+                )
+                if set(level["statuses"]) != {"200"}:
+                    raise RuntimeError(f"non-200 replies {level['statuses']}:\n{server.logs()}")
+                qps, p50 = level["qps"], level["p50_ms"]
+                log(f"  {clients:>2} clients, top {k:>3}: {qps} q/s, p50 {p50} ms")
+                levels.append(level)
+    finally:
+        server.stop()
+    return levels
+
+
+def ratios(report: dict[str, Any], stores: list[str]) -> dict[str, Any]:
+    """Each store's served QPS and p50 over the FAISS folder's, cell by cell."""
+    if "faiss" not in stores:
+        return {}
+    base = {(c["clients"], c["top_k"]): c for c in report["faiss"]["served"]}
+    out: dict[str, Any] = {}
+    for name in stores:
+        if name == "faiss":
+            continue
+        out[f"{name}_over_faiss"] = [
+            {
+                "clients": c["clients"],
+                "top_k": c["top_k"],
+                "qps": round(c["qps"] / base[c["clients"], c["top_k"]]["qps"], 3),
+                "p50_ms": round(c["p50_ms"] / base[c["clients"], c["top_k"]]["p50_ms"], 3),
+            }
+            for c in report[name]["served"]
+        ]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="also write OUT/store.json")
+    parser.add_argument("--model", default="ViT-B-16", help="towers of the random bundle")
     parser.add_argument("--size", type=int, default=100_000, help="gallery size")
-    parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--batch", type=int, default=1000, help="items per add")
-    parser.add_argument("--queries", type=int, default=400, help="queries per setting, at most")
-    parser.add_argument("--budget", type=float, default=20.0, help="seconds per setting, about")
-    parser.add_argument("--quick", action="store_true", help="5k vectors, few queries")
-    parser.add_argument("--work", type=Path, help="folder for the stores (default: a tmp one)")
+    parser.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES))
+    parser.add_argument("--milvus", help="milvus://HOST:PORT/COLLECTION of your own server")
+    parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENTS))
+    parser.add_argument("--top-k", type=int, nargs="+", default=list(TOP_K))
+    parser.add_argument("--seconds", type=float, default=8.0, help="per served cell")
+    parser.add_argument("--quick", action="store_true", help="tiny model, 5k vectors, 1.5 s cells")
+    parser.add_argument("--work", type=Path, help="folder for bundle and stores (default: tmp)")
     args = parser.parse_args(argv)
+    model = "tiny" if args.quick else args.model
     size = 5000 if args.quick else args.size
-    n_queries = 20 if args.quick else args.queries
-    budget = 1.0 if args.quick else args.budget
+    seconds = 1.5 if args.quick else args.seconds
+    budget = 1.0 if args.quick else 5.0
 
     import faiss
-    import milvus_lite
     import pymilvus
 
+    from bundle.format import read_meta
     from index.filters import GalleryFilter
+    from training.export import export_untrained
 
     where = GalleryFilter(
-        camera_ids=("cam2", "cam7"),
-        captured_after=T0 + 8 * DAY,
-        captured_before=T0 + 22 * DAY,
+        camera_ids=("cam2", "cam7"), captured_after=T0 + 8 * DAY, captured_before=T0 + 22 * DAY
     )
-    log(f"data: {size:,} random unit vectors × {args.dim} with random metadata")
-    vectors = unit_vectors(size, args.dim, seed=0)
-    items = random_items(size, seed=1)
-    queries = unit_vectors(max(n_queries, 22), args.dim, seed=2)
-    passing = sum(where.matches(i) for i in items) / size
     report: dict[str, Any] = {
         "machine": {
+            "cpu": cpu_name(),
             "cpus": os.cpu_count(),
             "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
             "faiss": faiss.__version__,
-            "faiss_threads": faiss.omp_get_max_threads(),
             "pymilvus": pymilvus.__version__,
-            "milvus_lite": milvus_lite.__version__,
         },
-        "config": {
+    }
+    tops: dict[str, list[list[str]]] = {}
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        work = Path(tmp)
+        log(f"bundle: random-init {model}")
+        bundle = export_untrained(work / "bundle", model, seed=0)
+        meta = read_meta(bundle)
+        dim = int(meta.embed_dim)
+        log(f"data: {size:,} random unit vectors × {dim} with random metadata")
+        items = random_items(size, seed=1)
+        data = {
+            "vectors": unit_vectors(size, dim, seed=0),
+            "items": items,
+            "queries": unit_vectors(200, dim, seed=2),
+            "captions": captions(256),
+            "clients": args.clients,
+            "top_k": args.top_k,
+        }
+        report["config"] = {
+            "model": model,
             "size": size,
-            "dim": args.dim,
-            "k": 10,
+            "dim": dim,
             "add_batch": args.batch,
-            "search_batch": 1,
-            "kind": "flat",
+            "index_kind": "flat",
+            "clients": args.clients,
+            "top_k": args.top_k,
+            "seconds_per_cell": seconds,
             "filter": {
                 "camera_ids": list(where.camera_ids or ()),
                 "captured_after": where.captured_after,
                 "captured_before": where.captured_before,
             },
-            "filter_passing_fraction": round(passing, 4),
+            "filter_passing_fraction": round(sum(map(where.matches, items)) / size, 4),
             "quick": args.quick,
-        },
-    }
-    tops: dict[str, list[list[str]]] = {}
-    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
-        for engine in ENGINES:
-            report[engine], tops[engine] = bench_engine(
-                engine,
-                Path(tmp),
-                vectors,
-                items,
-                queries,
-                where,
-                args.batch,
-                budget,
-                at_least=min(20, n_queries),
-            )
-    faiss_r, lite_r = report["faiss"], report["milvus_lite"]
-    report["ratio_milvus_lite_over_faiss"] = {
-        "add_vectors_per_s": _ratio(
-            lite_r["add"]["vectors_per_s"], faiss_r["add"]["vectors_per_s"]
-        ),
-        "search_p50_ms": _ratio(lite_r["search"]["p50_ms"], faiss_r["search"]["p50_ms"]),
-        "search_qps": _ratio(lite_r["search"]["qps"], faiss_r["search"]["qps"]),
-        "filtered_search_p50_ms": _ratio(
-            lite_r["search_filtered"]["p50_ms"], faiss_r["search_filtered"]["p50_ms"]
-        ),
-        "filtered_search_qps": _ratio(
-            lite_r["search_filtered"]["qps"], faiss_r["search_filtered"]["qps"]
-        ),
-    }
-    same = sum(a == b for a, b in zip(tops["faiss"], tops["milvus_lite"], strict=True))
-    report["same_top10"] = {"queries": len(tops["faiss"]), "identical": same}
+        }
+        for name in args.stores:
+            home = work / name
+            home.mkdir()
+            with contextlib.ExitStack() as stack:
+                if name == "faiss":
+                    spec = str(home / "gallery")
+                elif name == "milvus_lite":
+                    spec = str(home / "gallery.db")
+                else:
+                    spec = stack.enter_context(milvus_server(args.milvus, home))
+                log(f"{name}: filling {spec}")
+                report[name], tops[name] = fill_and_time(
+                    spec, meta.fingerprint, data, where, args.batch, budget
+                )
+                log(f"{name}: serving")
+                report[name]["served"] = serve_and_drive(bundle, spec, home, data, seconds)
+    report["ratios"] = ratios(report, args.stores)
+    first = args.stores[0]
+    report["same_top10_as_" + first] = {
+        name: sum(a == b for a, b in zip(tops[first], tops[name], strict=True))
+        for name in args.stores[1:]
+    } | {"queries": len(tops[first])}
     report["notes"] = NOTES
     report["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     text = json.dumps(report, indent=2)
@@ -271,10 +353,6 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "store.json").write_text(text + "\n")
     return 0
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return round(a / b, 3) if b else None
 
 
 if __name__ == "__main__":

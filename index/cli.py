@@ -188,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument(
         "--drop-unreadable", action="store_true", help="drop items whose file is gone"
     )
+    rebuild.add_argument(
+        "--images-root",
+        type=Path,
+        help="the image folder that relative paths (uploads, migrated galleries) are under",
+    )
     _add_encoding(rebuild)
 
     migrate = commands.add_parser("migrate", help="copy every item of one store into another")
@@ -448,6 +453,7 @@ def cmd_rebuild(args: argparse.Namespace) -> Any:
         "workers": args.workers,
         "progress": not args.quiet,
         "drop_unreadable": args.drop_unreadable,
+        "images_root": args.images_root,
     }
     if kinds == {"faiss"}:
         out = None if args.out is None else Path(args.out)

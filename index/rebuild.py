@@ -23,6 +23,7 @@ from index.gallery import GalleryIndex
 from index.items import ItemMeta
 from index.manifest import Row
 from index.publish import staging
+from index.source_files import source_files
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def rebuild_index(
     progress: bool,
     drop_unreadable: bool,
     use_gpu: str,
+    images_root: Path | None = None,
 ) -> GalleryIndex:
     """See :func:`index.store.rebuild`. Writers wait for the whole re-encode; readers do not."""
     source = GalleryIndex.open(path, use_gpu="never")
@@ -49,7 +51,11 @@ def rebuild_index(
             rows = writer.rows()
             log.info("re-encoding %d images of %s with bundle %s", len(rows), path, bundle.path)
             encoded = encode_images(
-                bundle, [Path(r.item.source_path) for r in rows], batch_size, workers, progress
+                bundle,
+                source_files([r.item for r in rows], images_root),
+                batch_size,
+                workers,
+                progress,
             )
             kept, dropped = _kept_rows(rows, encoded, drop_unreadable)
             if out is None:

@@ -23,6 +23,7 @@ from index.gallery import GalleryIndex
 from index.gallery_store import GalleryStore
 from index.items import ItemMeta
 from index.publish import staging
+from index.source_files import source_files
 from index.stores import create_store, open_store, store_kind
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def rebuild_into(
     workers: int,
     progress: bool,
     drop_unreadable: bool,
+    images_root: Path | None = None,
 ) -> GalleryStore:
     """Encode every item of ``source_spec`` with ``bundle`` into the new store ``out_spec``."""
     source = open_store(source_spec, use_gpu="never")
@@ -49,9 +51,8 @@ def rebuild_into(
     finally:
         source.close()
     log.info("re-encoding %d images of %s with bundle %s", len(items), source_spec, bundle.path)
-    encoded = encode_images(
-        bundle, [Path(i.source_path) for i in items], batch_size, workers, progress
-    )
+    files = source_files(items, images_root)
+    encoded = encode_images(bundle, files, batch_size, workers, progress)
     failed = len(items) - len(encoded.kept)
     if failed and not drop_unreadable:
         shown = "; ".join(f"{p}: {why}" for p, why in encoded.failures[:_SHOWN_FAILURES])

@@ -51,6 +51,7 @@ def rebuild(
     progress: bool = True,
     drop_unreadable: bool = False,
     use_gpu: str = "auto",
+    images_root: Path | None = None,
 ) -> GalleryIndex:
     """Re-encode every manifest source path with ``bundle`` and swap the result in atomically.
 
@@ -70,4 +71,5 @@ def rebuild(
         progress=progress,
         drop_unreadable=drop_unreadable,
         use_gpu=use_gpu,
+        images_root=images_root,
     )

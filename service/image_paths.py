@@ -1,7 +1,7 @@
-"""Where a gallery item's image file is on this host. A stored path is absolute (an upload, an
-index built from a data set), or relative to the image folder (a gallery migrated with
-``--images-root``): then it is read from this host's own folder (TPS_IMAGE_DIR), wherever
-each host mounts it."""
+"""Where a gallery item's image file is on this host. A stored path is absolute (an index built
+from a data set, an upload stored before paths were relative), or relative to the image folder
+(an upload, a gallery migrated with ``--images-root``): then it is read from this host's own
+folder (TPS_IMAGE_DIR), wherever each host mounts it."""
 
 from __future__ import annotations
 

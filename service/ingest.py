@@ -123,11 +123,11 @@ def _encode(runtime: Runtime, images: list[CheckedImage]) -> np.ndarray:
     return runtime.encode_images_now([runtime.bundle.preprocess(img.image) for img in images])
 
 
-def _item(fields: UploadFields, image_id: str, path: Path, sha256: str) -> ItemMeta:
+def _item(fields: UploadFields, image_id: str, path: str, sha256: str) -> ItemMeta:
     return ItemMeta(
         image_id,
         fields.person_id,
-        str(path),
+        path,
         sha256,
         time.time(),
         camera_id=fields.camera_id,
@@ -151,7 +151,8 @@ def _write_and_add(
                 path, was_created = runtime.images.write(img.sha256, img.suffix, img.data)
                 if was_created:
                     created.append(path)
-                items.append(_item(fields, image_id, path, img.sha256))
+                # Stored relative to the image folder: each host reads it from its own mount.
+                items.append(_item(fields, image_id, runtime.images.relative(path), img.sha256))
             outcome = runtime.store.add(vectors, items)
         except StoreUnavailableError:
             # The server went away mid-request: the rows may have landed, so their files stay;
@@ -166,7 +167,7 @@ def _write_and_add(
         for new_id, existing_id in outcome.duplicates.items():
             duplicates.append((new_id, existing_id, by_id[new_id].sha256))
             # The same bytes are already served from the existing item's own file.
-            path = Path(by_id[new_id].source_path)
+            path = image_path(runtime.images, by_id[new_id].source_path)
             existing = runtime.store.get(existing_id)
             kept = None if existing is None else image_path(runtime.images, existing.source_path)
             if path in created and kept != path:

@@ -152,6 +152,10 @@ class ImageStore:
         fsync_dir(path.parent)
         return path, True
 
+    def relative(self, path: Path) -> str:
+        """``path`` (a file of this folder) as the gallery stores it: relative to the folder."""
+        return Path(path).relative_to(self.root).as_posix()
+
     def owns(self, path: Path) -> bool:
         """Whether ``path`` is a file this store wrote (files elsewhere are never deleted)."""
         try:

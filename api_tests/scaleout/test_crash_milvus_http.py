@@ -13,12 +13,15 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
+import pytest
 
 from api_tests.reliability.support import env_int, noise_image, sha256
-from api_tests.scaleout.conftest import Replicas
+from api_tests.scaleout.conftest import Replicas, start_replicas
 from api_tests.scaleout.support import KEY, direct, stored_files, upload
+from support.milvus import MilvusStandaloneServer
 
 CAMERA = "crash-cam"
 
@@ -112,7 +115,28 @@ def check(replicas: Replicas, ledger: Ledger, before: set[str]) -> None:
 
 
 def test_acknowledged_writes_survive_a_sigkill_of_a_replica(replicas: Replicas) -> None:
-    trials = env_int("TPS_MILVUS_CRASH_TRIALS", 2)
+    sigkill_trials(replicas, env_int("TPS_MILVUS_CRASH_TRIALS", 2))
+
+
+def test_acknowledged_writes_survive_a_sigkill_of_a_replica_on_the_milvus_server(
+    milvus_server: MilvusStandaloneServer,
+    random_bundle: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The same on the real server: its load state, segments and time tick, not milvus-lite's."""
+    home = tmp_path_factory.mktemp("crash-server")
+    a, b = start_replicas(milvus_server, random_bundle, home, shared_images=True)
+    try:
+        replicas = Replicas(a, b, milvus_server.store("gallery"), home / "uploads", random_bundle)
+        sigkill_trials(replicas, env_int("TPS_MILVUS_CRASH_TRIALS", 2))
+    finally:
+        a.stop()
+        b.stop()
+
+
+def sigkill_trials(replicas: Replicas, trials: int) -> None:
+    """``trials`` times: replica a writes, is SIGKILLed mid-request, restarts; then every
+    acknowledged write holds on both replicas and in the store."""
     rng = random.Random(20240701)
     ledger = Ledger()
     with direct(replicas.store) as gallery:

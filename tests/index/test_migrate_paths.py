@@ -46,3 +46,48 @@ def test_paths_inside_the_image_folder_become_relative(tmp_path: Path) -> None:
     assert image_path(here, stored["i2"]) == Path("/data/set/x.jpg")
     escaped = image_path(here, "../../etc/passwd")  # never outside the folder
     assert escaped.is_relative_to(here.root) and not escaped.exists()
+
+
+def test_rebuild_reads_relative_paths_under_images_root(
+    tmp_path: Path, synthetic_root: Path, random_bundle: Path, second_bundle: Path, capsys
+) -> None:
+    """A gallery of uploads (paths relative to the image folder) is re-encoded from the folder
+    named by --images-root; without it the rebuild refuses with one line and changes nothing."""
+    import shutil
+
+    from bundle.encoders import Bundle
+    from index.cli import main
+    from index.encode import encode_images
+
+    images = tmp_path / "mounted" / "images"
+    files = sorted((synthetic_root / "imgs").rglob("*.jpg"))[:3]
+    relative = []
+    for j, src in enumerate(files):
+        (images / "ab").mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, images / "ab" / f"{j}.jpg")
+        relative.append(f"ab/{j}.jpg")
+    bundle = Bundle(random_bundle, device="cpu")
+    encoded = encode_images(bundle, [images / r for r in relative], batch_size=8, workers=0)
+    items = [
+        ItemMeta(f"u{j}", None, r, sha, 1.0)
+        for j, (r, sha) in enumerate(zip(relative, encoded.sha256, strict=True))
+    ]
+    store = create_store(tmp_path / "gallery", bundle.fingerprint, bundle.dim, use_gpu="never")
+    store.add(encoded.vectors, items)
+    store.close()
+
+    fast = ("--workers", "0", "--device", "cpu")
+    args = ["rebuild", str(tmp_path / "gallery"), "--bundle", str(second_bundle), *fast]
+    capsys.readouterr()  # the encoding's progress above
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--images-root" in err and "relative" in err
+    assert open_store(tmp_path / "gallery").fingerprint == bundle.fingerprint  # unchanged
+
+    assert main([*args, "--images-root", str(images)]) == 0
+    rebuilt = open_store(tmp_path / "gallery")
+    try:
+        assert rebuilt.fingerprint == Bundle(second_bundle, device="cpu").fingerprint
+        assert sorted(i.image_id for i in rebuilt.items()) == ["u0", "u1", "u2"]
+    finally:
+        rebuilt.close()

@@ -218,3 +218,24 @@ def test_deleting_a_data_set_image_keeps_its_file(client: TestClient) -> None:
     assert client.delete("/v1/gallery/p0024/p0024_03.jpg", headers=KEY).status_code == 204
     assert source.is_file()  # outside the image folder: never deleted by the service
     assert count(client) == 14
+
+
+def test_uploads_are_served_from_wherever_the_image_folder_is_mounted(make_settings) -> None:
+    """An upload stores its path relative to the image folder: another host (or this one after
+    a move) that mounts the folder elsewhere serves it from its own TPS_IMAGE_DIR."""
+    settings = make_settings()
+    with TestClient(create_app(settings)) as first:
+        wait_ready(first)
+        reply = upload(first, ("walker.jpg", jpeg((40, 90, 200))), person_id="moved")
+        assert reply.status_code == 201, reply.text
+        image_id = reply.json()["added"][0]["image_id"]
+        stored = first.app.state.runtime.store.get(image_id).source_path
+        root = first.app.state.settings.images_path
+    assert not Path(stored).is_absolute() and (root / stored).is_file()
+    moved = root.parent / "mounted-elsewhere"
+    root.rename(moved)
+    with TestClient(create_app(make_settings(index_dir=settings.index_dir, image_dir=moved))) as c:
+        wait_ready(c)
+        assert c.get(f"/v1/gallery/{image_id}/image").content == jpeg((40, 90, 200))
+        assert c.delete(f"/v1/gallery/{image_id}", headers=KEY).status_code == 204
+    assert not (moved / stored).exists()  # the delete found the file in the new place

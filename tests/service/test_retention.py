@@ -7,7 +7,6 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -35,7 +34,9 @@ def test_exactly_the_old_images_go(make_settings: Callable[..., Settings]) -> No
         old = sorted(add(client, (i, 0, 0), OLD) for i in (10, 20))
         recent = add(client, (30, 0, 0), RECENT)
         store = client.app.state.runtime.store
-        old_files = [Path(store.get(i).source_path) for i in old]
+        root = client.app.state.settings.images_path
+        old_files = [root / store.get(i).source_path for i in old]  # stored relative to it
+        assert all(f.is_file() for f in old_files)
 
         dry = client.post("/v1/retention", params={"days": 30, "dry_run": True}, headers=KEY)
         assert dry.json()["removed"] == old and count(client) == before + 3
