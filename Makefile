@@ -41,14 +41,27 @@ lint: install
 # one worker (their module fixtures are made once); the expensive session builds are shared
 # by all workers (conftest.py).
 TEST_WORKERS ?= auto
+# The fault tests on the real Milvus standalone server (a SIGKILL and restart of the server under
+# two replicas; two hosts racing one id) mostly wait on the server, so they run beside the main
+# suite in a process of their own, their report after its. Both must pass.
+SERVER_FAULT_TESTS = api_tests/scaleout/test_milvus_restart_http.py \
+	api_tests/scaleout/test_two_hosts_id_race_http.py
+SERVER_FAULT_LOG = $(VENV)/server-fault-tests.log
+
 test: lint
 	# Passive OpenMP threads: the API tests run a server and a client on the same 2 cores.
+	@OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n 0 -p no:cacheprovider \
+		$(SERVER_FAULT_TESTS) > $(SERVER_FAULT_LOG) 2>&1 & faults=$$!; \
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile \
-		--no-loadscope-reorder -m "not milvus_server"
+		--no-loadscope-reorder -m "not milvus_server"; main=$$?; \
+	wait $$faults; faulted=$$?; \
+	echo "--- the fault tests on the real Milvus server ($(SERVER_FAULT_LOG)):"; \
+	tail -n 40 $(SERVER_FAULT_LOG); \
+	test $$main -eq 0 && test $$faulted -eq 0
 
-# The tests on the real Milvus standalone server (started on free 127.0.0.1 ports by a fixture
-# and stopped after): the store contract, recovery from a released collection and a restart,
-# the two-host id race. About 5 minutes on 2 cores, so not yet part of `make test` (docs/deploying.md).
+# Every test on the real Milvus standalone server (started on free 127.0.0.1 ports by a fixture
+# and stopped after): the fault tests above, the store contract, recovery from a released
+# collection and a restart, a replica's SIGKILL. About 10 minutes on 2 cores.
 test-milvus-server: install
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -q -m milvus_server
 
