@@ -40,6 +40,9 @@ from service.storage import ImageStore
 from service.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
+# How long a replica that lost the race to create a Milvus collection waits for the winner to
+# finish it (indexes, load, claims) before giving up on opening it.
+CREATION_WAIT_S = 60.0
 
 
 class StartupError(Exception):
@@ -204,14 +207,7 @@ def _create(
         if opening_failed is None:
             raise StartupError(f"cannot create the gallery store ({where}): {err}") from None
         try:
-            return open_store(
-                settings.store_spec,
-                fingerprint,
-                dim,
-                settings.index_gpu,
-                encoding=encoding,
-                **_store_options(settings),
-            )
+            return _open_created_by_another(settings, fingerprint, dim, encoding)
         except EncodingMismatchError as again:
             raise StartupError(f"the gallery store ({where}): {again}") from None
         except IndexMismatchError as again:
@@ -222,6 +218,30 @@ def _create(
             ) from None
     log.info("created an empty gallery store at %s", store.location)
     return store
+
+
+def _open_created_by_another(
+    settings: Settings, fingerprint: str, dim: int, encoding: Encoding | None
+) -> GalleryStore:
+    """Open the store another replica is creating. It may still be building its indexes,
+    loading, or adding its claims collection: tried again for up to CREATION_WAIT_S."""
+    deadline = time.monotonic() + CREATION_WAIT_S
+    while True:
+        try:
+            return open_store(
+                settings.store_spec,
+                fingerprint,
+                dim,
+                settings.index_gpu,
+                encoding=encoding,
+                **_store_options(settings),
+            )
+        except (EncodingMismatchError, IndexMismatchError):
+            raise
+        except IndexStoreError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _mismatch(settings: Settings, fingerprint: str, dim: int, err: Exception) -> StartupError:
