@@ -63,9 +63,10 @@ NOTES = [
     "block. Compare stores within one run: the machine may be shared, see load_avg.",
     "The Milvus server is the `milvus` package's embedded standalone (2.3.5: the real "
     "server's query nodes, segments and load state, with etcd and local storage on this "
-    "machine). Searches are strongly consistent, so each waits for the server's time tick "
-    "(up to 200 ms by default); a cluster changes the RPC distance and spreads segments over "
-    "query nodes, not that wait.",
+    "machine). Searches are strongly consistent by default, so each waits for the server's "
+    "time tick (up to 200 ms by default); `served_session` is the same store served with "
+    "TPS_MILVUS_SEARCH_CONSISTENCY=session, which does not wait. A cluster changes the RPC "
+    "distance and spreads segments over query nodes, not that wait.",
     "milvus-lite is a pure-Python engine behind an in-process gRPC server, for tests, one "
     "process and backups; the Milvus store flushes after every write there.",
     "Hit metadata comes back with Milvus's search, and in one batched SQLite read per request "
@@ -203,12 +204,23 @@ def fill_and_time(
 
 
 def serve_and_drive(
-    bundle: Path, spec: str, work: Path, data: dict[str, Any], seconds: float
+    bundle: Path,
+    spec: str,
+    work: Path,
+    data: dict[str, Any],
+    seconds: float,
+    consistency: str = "strong",
 ) -> list[dict[str, Any]]:
     """`python -m service` on the store, driven at every client count and top_k."""
     images = work / "images"
     images.mkdir(exist_ok=True)
-    env = store_env(bundle, spec, images, TPS_LOG_LEVEL="warning")
+    env = store_env(
+        bundle,
+        spec,
+        images,
+        TPS_LOG_LEVEL="warning",
+        TPS_MILVUS_SEARCH_CONSISTENCY=consistency,
+    )
     server = ServiceProcess(env, work / "service.log").start()
     levels = []
     try:
@@ -236,9 +248,10 @@ def ratios(report: dict[str, Any], stores: list[str]) -> dict[str, Any]:
         return {}
     base = {(c["clients"], c["top_k"]): c for c in report["faiss"]["served"]}
     out: dict[str, Any] = {}
-    for name in stores:
-        if name == "faiss":
-            continue
+    served = [(name, report[name]["served"]) for name in stores if name != "faiss"]
+    if "served_session" in report.get("milvus_server", {}):
+        served.append(("milvus_server_session", report["milvus_server"]["served_session"]))
+    for name, cells in served:
         out[f"{name}_over_faiss"] = [
             {
                 "clients": c["clients"],
@@ -246,7 +259,7 @@ def ratios(report: dict[str, Any], stores: list[str]) -> dict[str, Any]:
                 "qps": round(c["qps"] / base[c["clients"], c["top_k"]]["qps"], 3),
                 "p50_ms": round(c["p50_ms"] / base[c["clients"], c["top_k"]]["p50_ms"], 3),
             }
-            for c in report[name]["served"]
+            for c in cells
         ]
     return out
 
@@ -259,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1000, help="items per add")
     parser.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES))
     parser.add_argument("--milvus", help="milvus://HOST:PORT/COLLECTION of your own server")
+    parser.add_argument(
+        "--session",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also serve the Milvus server with TPS_MILVUS_SEARCH_CONSISTENCY=session",
+    )
     parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENTS))
     parser.add_argument("--top-k", type=int, nargs="+", default=list(TOP_K))
     parser.add_argument("--seconds", type=float, default=8.0, help="per served cell")
@@ -339,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 log(f"{name}: serving")
                 report[name]["served"] = serve_and_drive(bundle, spec, home, data, seconds)
+                if name == "milvus_server" and args.session:
+                    log(f"{name}: serving with session consistency")
+                    report[name]["served_session"] = serve_and_drive(
+                        bundle, spec, home, data, seconds, "session"
+                    )
     report["ratios"] = ratios(report, args.stores)
     first = args.stores[0]
     report["same_top10_as_" + first] = {

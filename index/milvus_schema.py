@@ -58,6 +58,10 @@ META_FIELDS = [
     "added_at",
 ]
 STRONG = {"consistency_level": "Strong"}
+# What a search may ask for instead (writes, claims and duplicate checks always read Strong):
+# Session sees this client's own writes at once and others' within about a time tick, without
+# waiting for one; Bounded may lag a few seconds.
+SEARCH_CONSISTENCY = ("Strong", "Session", "Bounded")
 
 
 def collection_schema(dim: int, nullable: bool = True) -> Any:

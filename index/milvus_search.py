@@ -12,7 +12,6 @@ from index.inputs import as_matrix
 from index.items import Hit, HitMeta
 from index.milvus_connection import MilvusCollection
 from index.milvus_indexes import search_params
-from index.milvus_schema import STRONG
 
 MAX_K = 16384  # Milvus's top-k limit
 QUERY_ROWS = 256  # query vectors per search request
@@ -26,6 +25,7 @@ def search(
     queries: np.ndarray,
     k: int,
     where: GalleryFilter | None = None,
+    consistency: str = "Strong",
 ) -> list[list[Hit]]:
     """Top k by inner product per query among the items passing ``where`` (the filter runs
     inside the vector search: a true top k of the passing items, not a filtered top k)."""
@@ -54,7 +54,7 @@ def search(
                 output_fields=HIT_FIELDS,  # metadata with the hits: no read per hit
                 search_params=params,
                 anns_field="vector",
-                **STRONG,
+                consistency_level=consistency,
             ),
         )
         hits.extend([_hit(h) for h in row] for row in result)

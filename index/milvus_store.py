@@ -61,6 +61,7 @@ from index.milvus_rows import to_row as _row
 from index.milvus_schema import (
     FORMAT,
     META_FIELDS,
+    SEARCH_CONSISTENCY,
     STORE,
     STRONG,
     VERSION,
@@ -100,8 +101,19 @@ class MilvusStore:
     """A gallery in one Milvus collection; thread-safe. See the module docstring."""
 
     def __init__(
-        self, client: MilvusClient, uri: str, collection: str, meta: dict[str, Any]
+        self,
+        client: MilvusClient,
+        uri: str,
+        collection: str,
+        meta: dict[str, Any],
+        search_consistency: str = "Strong",
     ) -> None:
+        if search_consistency not in SEARCH_CONSISTENCY:
+            raise IndexStoreError(
+                f"search consistency must be one of {', '.join(SEARCH_CONSISTENCY)}, "
+                f"got {search_consistency!r}"
+            )
+        self._search_consistency = search_consistency
         self._col = MilvusCollection(client, uri, collection)
         self._fingerprint = str(meta["fingerprint"])
         self._dim = int(meta["dim"])
@@ -125,6 +137,7 @@ class MilvusStore:
         dim: int,
         kind: str = "flat",
         encoding: Encoding | None = None,
+        search_consistency: str = "Strong",
     ) -> MilvusStore:
         """A new, empty gallery collection for vectors encoded as ``encoding`` says (default
         fp32, global); refuses one that exists."""
@@ -157,7 +170,7 @@ class MilvusStore:
             build_indexes(client, uri, collection, kind)
             with errors(f"create the id claims of {where}"):
                 ensure_claims(client, collection)
-            store = cls(client, uri, collection, meta | {"encoding": encoding})
+            store = cls(client, uri, collection, meta | {"encoding": encoding}, search_consistency)
         except BaseException:
             disconnect(client, uri)
             raise
@@ -173,6 +186,7 @@ class MilvusStore:
         fingerprint: str | None = None,
         dim: int | None = None,
         encoding: Encoding | None = None,
+        search_consistency: str = "Strong",
     ) -> MilvusStore:
         """An existing gallery; a ``fingerprint``, ``dim`` or ``encoding`` given must match what
         it holds."""
@@ -200,7 +214,7 @@ class MilvusStore:
             with errors(f"load {where}"):
                 client.load_collection(collection)
                 ensure_claims(client, collection)  # a gallery made before claims gets them
-            return cls(client, uri, collection, meta)
+            return cls(client, uri, collection, meta, search_consistency)
         except BaseException:
             disconnect(client, uri)
             raise
@@ -299,7 +313,7 @@ class MilvusStore:
     ) -> list[list[Hit]]:
         """Top k by inner product per query among the items passing ``where`` (the filter runs
         inside the vector search: a true top k of the passing items, not a filtered top k)."""
-        return search(self._col, self._kind, self._dim, queries, k, where)
+        return search(self._col, self._kind, self._dim, queries, k, where, self._search_consistency)
 
     # --- writes (see index.milvus_writes) ---------------------------------------------------
 

@@ -59,10 +59,12 @@ def create_store(
     gpu_device: int = 0,
     gpu_shards: bool = False,
     engine_policy: EnginePolicy = DEFAULT_POLICY,
+    search_consistency: str = "Strong",
 ) -> GalleryStore:
     """A new, empty store for vectors of the bundle ``fingerprint`` encoded as ``encoding``
     says (default fp32, global). ``gpu_device``/``gpu_shards``: where a FAISS index's GPU copy
-    goes (see :class:`index.gallery.GalleryIndex`)."""
+    goes (see :class:`index.gallery.GalleryIndex`). ``search_consistency``: what a Milvus
+    store's searches ask for (index/milvus_schema.py); a FAISS folder is always current."""
     if store_kind(spec) == "faiss":
         from index.gallery import GalleryIndex
 
@@ -80,7 +82,12 @@ def create_store(
     from index.milvus_store import MilvusStore
 
     return MilvusStore.create(
-        *milvus_target(spec), fingerprint=fingerprint, dim=dim, kind=kind, encoding=encoding
+        *milvus_target(spec),
+        fingerprint=fingerprint,
+        dim=dim,
+        kind=kind,
+        encoding=encoding,
+        search_consistency=search_consistency,
     )
 
 
@@ -94,6 +101,7 @@ def open_store(
     gpu_device: int = 0,
     gpu_shards: bool = False,
     engine_policy: EnginePolicy = DEFAULT_POLICY,
+    search_consistency: str = "Strong",
 ) -> GalleryStore:
     """An existing store; a ``fingerprint``, ``dim`` or ``encoding`` given must match what it
     holds (``encoding`` None: not checked). ``engine_policy``: how a FAISS folder's exact CPU
@@ -114,5 +122,9 @@ def open_store(
     from index.milvus_store import MilvusStore
 
     return MilvusStore.open(
-        *milvus_target(spec), fingerprint=fingerprint, dim=dim, encoding=encoding
+        *milvus_target(spec),
+        fingerprint=fingerprint,
+        dim=dim,
+        encoding=encoding,
+        search_consistency=search_consistency,
     )

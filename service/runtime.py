@@ -146,8 +146,13 @@ def _gpu_options(settings: Settings) -> dict[str, object]:
 
 
 def _store_options(settings: Settings) -> dict[str, object]:
-    """Where a GPU copy goes and how the exact CPU search picks its engine."""
-    return {**_gpu_options(settings), "engine_policy": settings.engine_policy()}
+    """Where a GPU copy goes, how the exact CPU search picks its engine, what Milvus searches
+    wait for."""
+    return {
+        **_gpu_options(settings),
+        "engine_policy": settings.engine_policy(),
+        "search_consistency": settings.milvus_search_consistency.capitalize(),
+    }
 
 
 def _open_store(

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         description="The index kind of a store TPS_CREATE_STORE creates: flat, ivf or hnsw; on a "
         "Milvus GPU server also gpu_cagra or gpu_brute_force.",
     )
+    milvus_search_consistency: Literal["strong", "session", "bounded"] = Field(
+        default="strong",
+        description="What searches on a Milvus server wait for: strong (every write acknowledged "
+        "anywhere, waiting up to one server time tick, 200 ms by default), session (this "
+        "replica's own writes at once, other replicas' within about a tick, no wait) or "
+        "bounded (may lag a few seconds). Writes and duplicate checks always read strong.",
+    )
     orphan_grace_s: float | None = Field(
         default=None,
         ge=0,

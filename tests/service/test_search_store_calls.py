@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from index.items import ItemMeta
@@ -36,6 +37,8 @@ class Counting:
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self._calls[name] += 1
+            if "consistency_level" in kwargs:
+                self._calls[f"{name}:{kwargs['consistency_level']}"] += 1
             if name == "execute" and args:
                 self._calls[f"sql:{' '.join(str(args[0]).split())}"] += 1
             return attr(*args, **kwargs)
@@ -82,7 +85,34 @@ def test_top_k_100_on_milvus_is_one_search_request(
         calls = Counter(calls)  # as the search left it (shutting down closes the client)
     assert len(results) == TOP_K
     assert all(r["camera_id"] and r["captured_at"] for r in results)  # described, unread
-    assert dict(calls) == {"search": 1}, calls
+    assert dict(calls) == {"search": 1, "search:Strong": 1}, calls
+
+
+def test_searches_ask_milvus_for_the_consistency_the_settings_name(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """TPS_MILVUS_SEARCH_CONSISTENCY reaches the search request; writes stay Strong."""
+    settings = make_settings(
+        index_dir=None,
+        store=str(tmp_path / "session.db"),
+        create_store=True,
+        milvus_search_consistency="session",
+    )
+    with TestClient(create_app(settings)) as c:
+        wait_ready(c, timeout=120)
+        store = c.app.state.runtime.store
+        calls: Counter = Counter()
+        store._col._client = Counting(store._col._client, calls)
+        fill(store, 20)
+        search(c)
+        calls = Counter(calls)
+    assert calls["search:Session"] == 1 and calls["search"] == 1, calls
+    assert calls["query:Strong"] >= 1 and not calls["query:Session"], calls  # the add's checks
+
+
+def test_an_unknown_search_consistency_is_refused(make_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(ValueError, match="milvus_search_consistency"):
+        make_settings(milvus_search_consistency="eventually")
 
 
 def test_top_k_100_on_the_faiss_store_is_one_batched_read(
