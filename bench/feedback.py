@@ -35,9 +35,9 @@ import numpy as np
 
 from bench.synthetic_truth import is_true, load_identities, vague_captions
 from bundle.encoders import Bundle
-from index.gallery_sources import from_dataset
-from index.ingest import ingest
-from index.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, combine
+from index.ingest.add import ingest
+from index.ingest.sources import from_dataset
+from index.search.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, combine
 from index.store import GalleryIndex
 from service.suggest import SUGGEST_DEPTH, suggest, unsaid, with_phrase
 from service.vocabulary import VOCABULARY

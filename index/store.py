@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from index.errors import IndexCorruptError, IndexMismatchError, IndexStoreError, ItemExistsError
-from index.gallery import GalleryIndex
+from index.faiss.gallery import GalleryIndex
+from index.faiss.layout import FORMAT, INFO_FILE, LOCK_FILE, VERSION, vectors_file
+from index.faiss.publish import check_new_location, staging
 from index.items import AddResult, Hit, ItemMeta
-from index.layout import FORMAT, INFO_FILE, LOCK_FILE, VERSION, vectors_file
-from index.publish import check_new_location, staging
 
 if TYPE_CHECKING:
     from bundle.encoders import Bundle
@@ -58,7 +58,7 @@ def rebuild(
     readers see the old index or the new one. With ``out`` the original is left untouched.
     Items keep their ids. Unreadable sources fail the rebuild unless ``drop_unreadable``.
     """
-    from index.rebuild import rebuild_index  # encoding needs torch; searching does not
+    from index.faiss.rebuild import rebuild_index  # encoding needs torch; searching does not
 
     return rebuild_index(
         Path(path),

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from index.encoding import Encoding
-from index.engine_policy import DEFAULT_POLICY, EnginePolicy
 from index.errors import IndexStoreError
 from index.gallery_store import GalleryStore
+from index.search.engine_policy import DEFAULT_POLICY, EnginePolicy
 
 MILVUS_SCHEME = "milvus://"
 MILVUS_LITE_SUFFIX = ".db"
@@ -64,7 +64,7 @@ def create_store(
     says (default fp32, global). ``gpu_device``/``gpu_shards``: where a FAISS index's GPU copy
     goes (see :class:`index.gallery.GalleryIndex`)."""
     if store_kind(spec) == "faiss":
-        from index.gallery import GalleryIndex
+        from index.faiss.gallery import GalleryIndex
 
         return GalleryIndex.create(
             Path(spec),
@@ -77,7 +77,7 @@ def create_store(
             gpu_shards=gpu_shards,
             engine_policy=engine_policy,
         )
-    from index.milvus_store import MilvusStore
+    from index.milvus.store import MilvusStore
 
     return MilvusStore.create(
         *milvus_target(spec), fingerprint=fingerprint, dim=dim, kind=kind, encoding=encoding
@@ -99,7 +99,7 @@ def open_store(
     holds (``encoding`` None: not checked). ``engine_policy``: how a FAISS folder's exact CPU
     search picks its engine (index/engine_policy.py)."""
     if store_kind(spec) == "faiss":
-        from index.gallery import GalleryIndex
+        from index.faiss.gallery import GalleryIndex
 
         return GalleryIndex.open(
             Path(spec),
@@ -111,7 +111,7 @@ def open_store(
             gpu_shards=gpu_shards,
             engine_policy=engine_policy,
         )
-    from index.milvus_store import MilvusStore
+    from index.milvus.store import MilvusStore
 
     return MilvusStore.open(
         *milvus_target(spec), fingerprint=fingerprint, dim=dim, encoding=encoding

@@ -26,12 +26,12 @@ import uvicorn
 from pydantic import ValidationError
 
 from bundle.cli import EXIT_BAD_INPUT
+from service.access.audit_cli import main as audit_main
+from service.access.keys import KeysFileError
+from service.access.keys_cli import main as keys_main
+from service.access.retention_cli import main as retention_main
+from service.access.security import exposure_problem
 from service.app import create_app
-from service.audit_cli import main as audit_main
-from service.keys import KeysFileError
-from service.keys_cli import main as keys_main
-from service.retention_cli import main as retention_main
-from service.security import exposure_problem
 from service.settings import Settings
 
 COMMANDS = {"keys": keys_main, "audit": audit_main, "retention": retention_main}

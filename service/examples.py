@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from index.gallery_store import GalleryStore
+from service.access.retention import is_expired
 from service.query import Examples
-from service.retention import is_expired
 
 
 class UnknownExamplesError(LookupError):

@@ -36,7 +36,7 @@ from bundle.parts_layout import PartsWeightsError, check_weights
 from index.filters import GalleryFilter
 from index.gallery_store import GalleryStore
 from index.items import Hit
-from index.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, QueryVectorError, combine
+from index.search.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, QueryVectorError, combine
 from service.batching import Batcher, make_batcher
 from service.metrics import Metrics
 from service.settings import Settings

@@ -14,10 +14,10 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from index.engine_policy import EnginePolicy
 from index.errors import IndexStoreError
+from index.search.engine_policy import EnginePolicy
 from index.stores import milvus_target, store_kind
-from service.clients import parse_networks
+from service.access.clients import parse_networks
 
 MB = 1024 * 1024
 DEFAULT_AUDIT_RETENTION_DAYS = 365.0
