@@ -467,7 +467,7 @@ def cmd_migrate(args: argparse.Namespace) -> Any:
     try:
         from index.cli.migrate import migrate  # the Milvus client: only for this command
     except ModuleNotFoundError as err:
-        if err.name != "index.migrate":
+        if err.name != "index.cli.migrate":
             raise
         raise IndexStoreError("this installation has no store migration (index.migrate)") from None
     images = None if args.images_root is None else Path(args.images_root)

@@ -199,7 +199,7 @@ def test_default_train_command_parses_and_its_paths_are_mounted() -> None:
 
 
 def test_default_index_command_parses_and_its_paths_are_mounted() -> None:
-    from index.cli.commands import build_parser
+    from index.cli import build_parser
 
     index = BASE["services"]["index"]
     args = build_parser().parse_args(index["command"])

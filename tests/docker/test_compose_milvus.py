@@ -129,7 +129,7 @@ def test_replica_settings_are_the_service_settings(
 
 
 def test_the_index_job_migrates_into_the_served_store() -> None:
-    from index.cli.commands import build_parser
+    from index.cli import build_parser
 
     job = MILVUS["services"]["index"]
     assert job["profiles"] == ["index"] and job["restart"] == "no"

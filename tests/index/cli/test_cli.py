@@ -16,7 +16,7 @@ import pytest
 from index.cli.commands import main
 from index.store import GalleryIndex
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _cli(*args: str) -> subprocess.Popen:

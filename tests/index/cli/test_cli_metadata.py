@@ -203,7 +203,7 @@ def test_migrate_is_wired(capsys: pytest.CaptureFixture, monkeypatch: pytest.Mon
         calls.append((src, dst, verify, batch_size, images_root))
         return {"copied": 12, "verified": verify}
 
-    monkeypatch.setitem(sys.modules, "index.migrate", types.SimpleNamespace(migrate=migrate))
+    monkeypatch.setitem(sys.modules, "index.cli.migrate", types.SimpleNamespace(migrate=migrate))
     result = _run(capsys, "migrate", "old_index", "milvus://h:1/g", "--verify", "5",
                   "--batch-size", "64")  # fmt: skip
     assert result == {"copied": 12, "verified": 5}

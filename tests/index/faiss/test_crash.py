@@ -18,7 +18,7 @@ from index.store import GalleryIndex, ItemMeta
 
 DIM = 64
 BATCH = 40
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # The writer: adds batches (and now and then removes one item), printing each commit once
 # add()/remove() has returned, i.e. once it must be durable.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "index"
+PACKAGE = Path(__file__).resolve().parents[3] / "index" / "faiss"
 
 
 def test_rebuild_uses_only_public_names() -> None:

@@ -32,7 +32,7 @@ from tests.index.conftest import random_unit
 
 FP = "a" * 64
 DIM = 16
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def item(name: str, content: str | None = None, **meta: object) -> ItemMeta:

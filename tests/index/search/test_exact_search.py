@@ -165,5 +165,5 @@ with GalleryIndex.create({str(tmp_path / "idx")!r}, {FP!r}, 8, "flat", "never") 
     index.remove(["i3"])
 assert "torch" not in sys.modules, "torch was imported"
 """
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=120)
