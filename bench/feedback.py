@@ -10,7 +10,7 @@ image alone (cross-view re-identification), and, for the vague captions only, a 
 the first suggestion that is true of the person sought (service/suggest.py) against one who
 appends a true attribute phrase picked at random.
 
-The query vector is index/query_vector.py's, the ranking the built index's own search, the
+The query vector is index/search/query_vector.py's, the ranking the built index's own search, the
 suggestions the service's. JSON on stdout and in OUT/feedback.json.
 
     python -m bench.feedback            # the figures in the README (about 10 minutes on 2 cores)

@@ -1,14 +1,14 @@
 """Gallery index throughput: image encoding (images/s) and exact top-k search, engine by engine.
 
-Per gallery size (random unit vectors) and batch (1 and 64), every exact-search engine is timed
-in turns in one process (bench/search_timing.py): a numpy baseline (matrix product +
-argpartition), FAISS's flat search as shipped and as tuned (index/faiss_tuning.py), numpy and
-torch fp32 over FAISS's own vectors, and the bf16 scan with an exact re-score (packed for oneDNN
-and not). ``served: true`` marks the engine the store's policy picks (index/engine_policy.py),
-timed through the store's own search path. Each row gives its QPS, ``qps_ratio_over_numpy``,
-and ``fraction_of_limit``: the machine's limit, measured in the same run (bench/search_limits.py),
-over the engine's p50 — memory bandwidth for batch 1 (the bytes of a scan in the engine's
-precision), GEMM FLOP/s in that precision for batches. ``targets`` checks the issue's goals.
+Per gallery size (random unit vectors) and batch (1 and 64), every exact-search engine is timed in
+turns in one process (bench/search_timing.py): a numpy baseline (matrix product + argpartition),
+FAISS's flat search as shipped and as tuned (index/search/faiss_tuning.py), numpy and torch fp32
+over FAISS's own vectors, and the bf16 scan with an exact re-score (packed for oneDNN and not).
+``served: true`` marks the engine the store's policy picks (index/search/engine_policy.py), timed
+through the store's own search path. Each row gives its QPS, ``qps_ratio_over_numpy``, and
+``fraction_of_limit``: the machine's limit, measured in the same run (bench/search_limits.py), over
+the engine's p50 — memory bandwidth for batch 1 (the bytes of a scan in the engine's precision),
+GEMM FLOP/s in that precision for batches. ``targets`` checks the issue's goals.
 With a FAISS GPU build and a device, flat fp32 and fp16 GPU copies are timed too (else their
 rows say ``skipped``): k is clamped to FAISS's GPU limit (the rows say so), and batch 1 is set
 against the device's peak memory bandwidth, from its memory clock and bus width (``limits.gpu``

@@ -62,7 +62,7 @@ def create_store(
 ) -> GalleryStore:
     """A new, empty store for vectors of the bundle ``fingerprint`` encoded as ``encoding``
     says (default fp32, global). ``gpu_device``/``gpu_shards``: where a FAISS index's GPU copy
-    goes (see :class:`index.gallery.GalleryIndex`)."""
+    goes (see :class:`index.faiss.gallery.GalleryIndex`)."""
     if store_kind(spec) == "faiss":
         from index.faiss.gallery import GalleryIndex
 
@@ -97,7 +97,7 @@ def open_store(
 ) -> GalleryStore:
     """An existing store; a ``fingerprint``, ``dim`` or ``encoding`` given must match what it
     holds (``encoding`` None: not checked). ``engine_policy``: how a FAISS folder's exact CPU
-    search picks its engine (index/engine_policy.py)."""
+    search picks its engine (index/search/engine_policy.py)."""
     if store_kind(spec) == "faiss":
         from index.faiss.gallery import GalleryIndex
 

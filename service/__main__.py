@@ -2,7 +2,7 @@
 
 Configuration comes from ``TPS_*`` environment variables (see service/settings.py); the flags
 override host, port and log level only. ``python -m service keys|audit|retention ...`` manage
-keys, export the audit trail and run retention (service/keys_cli.py, audit_cli.py,
+keys, export the audit trail and run retention (service/access/keys_cli.py, audit_cli.py,
 retention_cli.py).
 
 The server refuses to start on a non-loopback address with no keys, with open reads or with a

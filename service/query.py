@@ -1,7 +1,7 @@
 """Queries against the gallery: one :class:`Searcher` owns query → encode → search → widen.
 
 A query is a text, example images (relevance feedback: "more like this", "not this one", an
-uploaded photo), or both; index/query_vector.py combines them into one vector. Queries from
+uploaded photo), or both; index/search/query_vector.py combines them into one vector. Queries from
 concurrent requests meet in the batcher (service/batching.py); one call of :class:`BatchSearch`
 then encodes all their texts in one encoder call, joins each to its examples, and searches all
 vectors in one store call per filter, which is where both the encoder and the store are fastest

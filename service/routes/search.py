@@ -2,7 +2,7 @@
 
 A search is a description, example images, or both: ``positive_ids`` ("more like this"),
 ``negative_ids`` ("not this person") and, on /v1/search/image, an uploaded photo join the text
-as one query vector (index/query_vector.py), and the examples leave the results. With
+as one query vector (index/search/query_vector.py), and the examples leave the results. With
 ``suggest``, the reply also names attribute phrases that would split the top results
 (service/suggest.py). Optional ``filters`` limit a search to the gallery images that pass them
 (cameras, a capture-time window, persons, tags): the store ranks only those, so the reply is the
