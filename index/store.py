@@ -1,7 +1,8 @@
 """The stable import path of the gallery index: ``from index.store import GalleryIndex``.
 
-The index used to live in this one module; it is now split by job (``layout``, ``publish``,
-``loading``, ``commit``, ``gpu_copies``, ``inputs``, ``exclusive``, ``gallery``). Callers across
+The index used to live in this one module; it is now split by job in ``index/faiss/``
+(``layout``, ``publish``, ``loading``, ``commit``, ``gpu_copies``, ``exclusive``, ``gallery``;
+``inputs`` at the top, shared with the Milvus store). Callers across
 the repository import from here, so this module re-exports their names and keeps ``rebuild``,
 which imports the encoder (torch) only when called: searching must not need it.
 """

@@ -2,8 +2,8 @@
 
 The same relevance feedback as the service's (/v1/search with ``positive_ids``): example
 vectors are the ones the store holds, a photo given with ``--image`` is decoded by the one image
-decoder (bundle/images.py) and encoded by the image tower, and index/query_vector.py joins them
-to the text. Examples are left out of the results unless asked to keep them; the store is asked
+decoder (bundle/images.py) and encoded by the image tower, and index/search/query_vector.py joins
+them to the text. Examples are left out of the results unless asked to keep them; the store is asked
 for as many more hits as there are examples, so k results remain.
 """
 

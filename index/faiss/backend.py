@@ -288,7 +288,7 @@ class GpuCopier:
     ``shards`` is set (opt-in: several processes on one machine would each take all GPUs).
 
     Its resources are made once and reused by every copy; they are not thread-safe, so the
-    caller serialises copies, searches and frees (index/gpu_copies.py).
+    caller serialises copies, searches and frees (index/faiss/gpu_copies.py).
     """
 
     def __init__(self, fp16: bool = False, device: int = 0, shards: bool = False) -> None:

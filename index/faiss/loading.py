@@ -62,7 +62,7 @@ def check_meta(folder: Path, meta: dict[str, str], expected: Expected) -> None:
             f"{expected.fingerprint[:12]}: search it with that bundle, or re-encode the gallery "
             "with `python -m index rebuild`"
         )
-    # The encoding before the width: it names the setting to change (see index/milvus_store.py).
+    # The encoding before the width: it names the setting to change (see index/milvus/store.py).
     check(Encoding.from_meta(meta), expected.encoding, str(folder))
     if expected.dim is not None and int(meta["dim"]) != expected.dim:
         raise IndexMismatchError(

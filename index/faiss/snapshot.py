@@ -23,7 +23,7 @@ Labels = dict[int, tuple[str, str | None]]  # faiss id -> (image_id, person_id)
 
 class GpuCopy:
     """A generation's GPU copy; ``index`` is None once freed. Read and cleared only under the
-    lock of :class:`index.gpu_copies.GpuCopies`."""
+    lock of :class:`index.faiss.gpu_copies.GpuCopies`."""
 
     def __init__(self, index: faiss.Index) -> None:
         self.index: faiss.Index | None = index

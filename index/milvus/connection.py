@@ -134,7 +134,7 @@ def _release_lite(uri: str) -> None:
 class MilvusCollection:
     """One client's handle on one collection: every request goes through :meth:`call`, which
     refuses once the handle is detached, loads a collection the server released and retries
-    once, backs off from a server that cannot be reached (index/milvus_recovery.py), and
+    once, backs off from a server that cannot be reached (index/milvus/recovery.py), and
     reports Milvus errors as IndexStoreError (StoreUnavailableError for an outage)."""
 
     def __init__(

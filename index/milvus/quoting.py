@@ -4,7 +4,7 @@ Why a module of its own: ids and names go into expressions as text, and the engi
 on escapes. milvus-lite's expression parser rejects ``\\uXXXX`` escapes, so non-ASCII stays as
 it is; and pymilvus's query iterator does not quote the ids it resumes from, so the store pages
 with expressions built here rather than with that iterator (see
-:func:`index.milvus_paging.iter_items`).
+:func:`index.milvus.paging.iter_items`).
 """
 
 from __future__ import annotations

@@ -8,15 +8,15 @@ API on milvus-lite, the embedded engine, for one process (tests, laptops, backup
 The collection is the store. :class:`MilvusStore` here is the facade the service and the CLI
 see (:class:`index.gallery_store.GalleryStore`); each of its jobs has a module:
 
-- :mod:`index.milvus_schema`: the collection's schema (its fields table), what the gallery is
+- :mod:`index.milvus.schema`: the collection's schema (its fields table), what the gallery is
   in the collection's ``tps.*`` properties, strong consistency;
-- :mod:`index.milvus_indexes`: the index kinds, their build and search parameters;
-- :mod:`index.milvus_connection`: clients, milvus-lite's shared server, Milvus errors;
-- :mod:`index.milvus_quoting`: string literals and id lists in expressions;
-- :mod:`index.milvus_rows`: items as rows and back, with the schema's limits;
-- :mod:`index.milvus_paging`: reads by id lists and every item, in pages;
-- :mod:`index.milvus_writes`: add with dedupe, upsert, remove, concurrent replicas, flushes;
-- :mod:`index.milvus_search`: vector search with the filter inside.
+- :mod:`index.milvus.indexes`: the index kinds, their build and search parameters;
+- :mod:`index.milvus.connection`: clients, milvus-lite's shared server, Milvus errors;
+- :mod:`index.milvus.quoting`: string literals and id lists in expressions;
+- :mod:`index.milvus.rows`: items as rows and back, with the schema's limits;
+- :mod:`index.milvus.paging`: reads by id lists and every item, in pages;
+- :mod:`index.milvus.writes`: add with dedupe, upsert, remove, concurrent replicas, flushes;
+- :mod:`index.milvus.search`: vector search with the filter inside.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class MilvusStore:
         self._version = int(meta["version"])
         self._encoding: Encoding = meta["encoding"]
         # Serialises this store's writes (and close); other processes are not: see
-        # index.milvus_writes.
+        # index.milvus.writes.
         self._write_lock = threading.RLock()
         self._claims = Claims(self._col.sibling(claims_name(collection)))
 
@@ -291,7 +291,7 @@ class MilvusStore:
 
     def items(self) -> Iterator[ItemMeta]:
         """Every item in image_id order, a page per request (see
-        :func:`index.milvus_paging.iter_items` for how it pages)."""
+        :func:`index.milvus.paging.iter_items` for how it pages)."""
         return iter_items(self._col)
 
     def search(
@@ -301,7 +301,7 @@ class MilvusStore:
         inside the vector search: a true top k of the passing items, not a filtered top k)."""
         return search(self._col, self._kind, self._dim, queries, k, where)
 
-    # --- writes (see index.milvus_writes) ---------------------------------------------------
+    # --- writes (see index.milvus.writes) ---------------------------------------------------
 
     def plan_add(self, items: Sequence[ItemMeta]) -> tuple[list[int], dict[str, str]]:
         """What :meth:`add` would do now: the rule of :func:`index.inputs.plan_add` (which it
@@ -312,7 +312,7 @@ class MilvusStore:
         return plan(self._col, items)
 
     def add(self, vectors: np.ndarray, items: Sequence[ItemMeta]) -> AddResult:
-        """Add items whose bytes are new; see :mod:`index.milvus_writes` for concurrent writers.
+        """Add items whose bytes are new; see :mod:`index.milvus.writes` for concurrent writers.
 
         An image_id taken by other bytes raises :class:`ItemExistsError` and nothing is
         written. Within one request the write is atomic; a batch larger than one request
@@ -348,5 +348,5 @@ class MilvusStore:
 
     def _settle_races(self, added: list[ItemMeta]) -> dict[str, str]:
         """Remove our new rows whose bytes another writer added meanwhile under a smaller id
-        (what :meth:`add` does after writing; see :mod:`index.milvus_writes`)."""
+        (what :meth:`add` does after writing; see :mod:`index.milvus.writes`)."""
         return settle_races(self._col, added)

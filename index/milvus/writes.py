@@ -86,7 +86,7 @@ def add_new(
     claims: Claims | None = None,
 ) -> AddResult:
     """Add the items whose bytes are new (``x``: their checked vectors); see the module
-    docstring for concurrent writers, and :mod:`index.milvus_claims` for how ``claims`` keeps
+    docstring for concurrent writers, and :mod:`index.milvus.claims` for how ``claims`` keeps
     writers on other hosts from overwriting each other's new ids.
 
     An image_id taken by other bytes raises :class:`ItemExistsError` and nothing is

@@ -18,10 +18,10 @@ So the choice is made in three steps, and ``EngineChoice.reason`` says which one
    rule below without a trial.
 3. ``calibrated``: a trial of a few seconds times every candidate on the gallery's own vectors
    at batch 1, 8 and the micro-batcher's largest batch, once per machine, library versions and
-   gallery size class (``index/engine_calibration.py``); the result is cached on disk.
+   gallery size class (``index/search/engine_calibration.py``); the result is cached on disk.
 
 FAISS keeps every filtered search (its ID selector) and the IVF/HNSW kinds; on a GPU, FAISS's
-GPU copy answers (``index/gpu_copies.py``), and the report says so in the same form.
+GPU copy answers (``index/faiss/gpu_copies.py``), and the report says so in the same form.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What each audited request writes to the trail (service/audit.py), from the routes.
+"""What each audited request writes to the trail (audit.py), from the routes.
 
 The entry is committed before the route returns, so the reply is sent only for a recorded
 request; when the trail cannot be written the request fails with 503 instead of going

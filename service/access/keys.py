@@ -152,7 +152,7 @@ def revoke_key(path: Path, name: str) -> KeyRecord:
 
 class KeyRing:
     """The keys of the keys file, re-read when it changes (TPS_API_KEY is checked apart, in
-    service/security.py)."""
+    security.py)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path

@@ -1,7 +1,7 @@
 """``python -m service keys create|list|revoke``: manage the named keys of the keys file.
 
 The file is TPS_KEYS_FILE unless ``--keys-file`` names another. A running service picks up every
-change at its next request (service/keys.py), so a revoked key is refused at once. Creations and
+change at its next request (keys.py), so a revoked key is refused at once. Creations and
 revocations are recorded in the audit trail (as ``cli:USER``) when one is configured: TPS_AUDIT_DB,
 or the service's TPS_* settings in the environment.
 """

@@ -2,7 +2,7 @@
 
 Keys are 256-bit random tokens, so guessing one is hopeless; the lock-out bounds what guessing a
 weak TPS_API_KEY could achieve, and how much a guesser costs the server. It applies to clients
-off this machine (service/security.py decides which): a same-host reverse proxy would otherwise
+off this machine (security.py decides which): a same-host reverse proxy would otherwise
 lock every client out at once; behind one, set TPS_TRUSTED_PROXIES so each client is counted
 apart. Only wrong keys count: a request with no key is asking what the server needs.
 """

@@ -1,6 +1,6 @@
 """Who may do what: every route but the probes and the page needs a key of a role.
 
-Roles (service/keys.py): ``reader`` searches and views images, ``writer`` also uploads and
+Roles (keys.py): ``reader`` searches and views images, ``writer`` also uploads and
 deletes, ``admin`` also reads the audit trail, runs retention and scrapes /metrics. A missing,
 unknown or revoked key is 401; a known key whose role is too low is 403. With ``TPS_OPEN_READS``
 (honoured on a loopback address only, see :func:`exposure_problem`) reader routes accept a
@@ -9,8 +9,8 @@ request without a valid key as ``anonymous``; a valid one still names the caller
 Open reads are for this machine only: never for a request that reached a public address, nor
 for one that carries forwarding headers (a proxy relaying someone else). Off this machine the
 published demo key and any TPS_API_KEY shorter than 32 characters are refused, a client that
-sends too many wrong keys is locked out for a while (service/lockout.py), and every refusal is
-audited, throttled per client (service/refusals.py).
+sends too many wrong keys is locked out for a while (lockout.py), and every refusal is
+audited, throttled per client (refusals.py).
 
 The caller (key name and role) is left on ``request.state.principal`` for the audit trail and
 the access log.

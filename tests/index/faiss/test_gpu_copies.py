@@ -1,7 +1,7 @@
 """The GPU-copy wiring and its locking, on any machine: a CPU copier stands in for FAISS's GPU
 cloner (the one seam where a stand-in is used, since no GPU is here), so the choice of searcher,
 the k cap, the copy per commit, the one lock around copies, searches and frees, and what a
-failing copy leaves behind are all checked without a GPU (tests/index/test_gpu.py runs the
+failing copy leaves behind are all checked without a GPU (tests/index/faiss/test_gpu.py runs the
 same workload on a real GPU copy where one is visible)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Id claims of a Milvus gallery (index/milvus_claims.py), on a milvus-lite file: a claim another
+"""Id claims of a Milvus gallery (index/milvus/claims.py), on a milvus-lite file: a claim another
 writer holds on an id with other bytes makes an add refuse (409) and write nothing; claims go
 once a write is done; a claim of a writer that died is ignored once stale. The race itself
 between two replicas on separate hosts: api_tests/scaleout/test_two_hosts_id_race_http.py."""

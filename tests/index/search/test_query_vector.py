@@ -1,4 +1,4 @@
-"""The one combination of text and example images (index/query_vector.py)."""
+"""The one combination of text and example images (index/search/query_vector.py)."""
 
 from __future__ import annotations
 
