@@ -149,7 +149,7 @@ crash-test: install
 	TPS_CRASH_TRIALS=$(CRASH_TRIALS) TPS_CLI_CRASH_TRIALS=$(CRASH_TRIALS) \
 		TPS_RELIABILITY_OUT=$(RELIABILITY_OUT) $(VENV)/bin/pytest -q -s \
 		api_tests/reliability/test_crash_http.py tests/reliability/test_index_cli_crash.py \
-		tests/index/test_crash.py
+		tests/index/faiss/test_crash.py
 
 soak: install
 	$(PY) -m bench.soak --duration $(SOAK_SECONDS) --out $(RELIABILITY_OUT)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
-# Exact-search calibrations (index/engine_calibration.py) go to a cache of this run's own, not
-# the user's: servers the tests start inherit it.
+# Exact-search calibrations (index/search/engine_calibration.py) go to a cache of this run's
+# own, not the user's: servers the tests start inherit it.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="tps-test-cache-")
 # Parallel workers share the cores: each worker (and the servers it starts) gets its share of
 # OpenMP threads instead of every one of them spreading over all cores.

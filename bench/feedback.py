@@ -10,7 +10,7 @@ image alone (cross-view re-identification), and, for the vague captions only, a 
 the first suggestion that is true of the person sought (service/suggest.py) against one who
 appends a true attribute phrase picked at random.
 
-The query vector is index/query_vector.py's, the ranking the built index's own search, the
+The query vector is index/search/query_vector.py's, the ranking the built index's own search, the
 suggestions the service's. JSON on stdout and in OUT/feedback.json.
 
     python -m bench.feedback            # the figures in the README (about 10 minutes on 2 cores)
@@ -35,9 +35,9 @@ import numpy as np
 
 from bench.synthetic_truth import is_true, load_identities, vague_captions
 from bundle.encoders import Bundle
-from index.gallery_sources import from_dataset
-from index.ingest import ingest
-from index.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, combine
+from index.ingest.add import ingest
+from index.ingest.sources import from_dataset
+from index.search.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, combine
 from index.store import GalleryIndex
 from service.suggest import SUGGEST_DEPTH, suggest, unsaid, with_phrase
 from service.vocabulary import VOCABULARY

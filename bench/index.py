@@ -1,14 +1,14 @@
 """Gallery index throughput: image encoding (images/s) and exact top-k search, engine by engine.
 
-Per gallery size (random unit vectors) and batch (1 and 64), every exact-search engine is timed
-in turns in one process (bench/search_timing.py): a numpy baseline (matrix product +
-argpartition), FAISS's flat search as shipped and as tuned (index/faiss_tuning.py), numpy and
-torch fp32 over FAISS's own vectors, and the bf16 scan with an exact re-score (packed for oneDNN
-and not). ``served: true`` marks the engine the store's policy picks (index/engine_policy.py),
-timed through the store's own search path. Each row gives its QPS, ``qps_ratio_over_numpy``,
-and ``fraction_of_limit``: the machine's limit, measured in the same run (bench/search_limits.py),
-over the engine's p50 — memory bandwidth for batch 1 (the bytes of a scan in the engine's
-precision), GEMM FLOP/s in that precision for batches. ``targets`` checks the issue's goals.
+Per gallery size (random unit vectors) and batch (1 and 64), every exact-search engine is timed in
+turns in one process (bench/search_timing.py): a numpy baseline (matrix product + argpartition),
+FAISS's flat search as shipped and as tuned (index/search/faiss_tuning.py), numpy and torch fp32
+over FAISS's own vectors, and the bf16 scan with an exact re-score (packed for oneDNN and not).
+``served: true`` marks the engine the store's policy picks (index/search/engine_policy.py), timed
+through the store's own search path. Each row gives its QPS, ``qps_ratio_over_numpy``, and
+``fraction_of_limit``: the machine's limit, measured in the same run (bench/search_limits.py), over
+the engine's p50 — memory bandwidth for batch 1 (the bytes of a scan in the engine's precision),
+GEMM FLOP/s in that precision for batches. ``targets`` checks the issue's goals.
 With a FAISS GPU build and a device, flat fp32 and fp16 GPU copies are timed too (else their
 rows say ``skipped``): k is clamped to FAISS's GPU limit (the rows say so), and batch 1 is set
 against the device's peak memory bandwidth, from its memory clock and bus width (``limits.gpu``
@@ -87,7 +87,7 @@ def _gpu_rows(
     """FAISS GPU copies of the master (fp32, fp16), or rows saying why they were not run."""
     import faiss
 
-    from index import faiss_backend
+    from index.faiss import backend as faiss_backend
 
     names = ("faiss-gpu-flat-fp32", "faiss-gpu-flat-fp16")
     if faiss_backend.gpu_count() == 0:
@@ -136,11 +136,11 @@ def _gpu_rows(
 def _engines(master: Any, k: int, cpu: Any) -> tuple[Any, dict[str, tuple[Callable, str]], float]:
     """The store's exact search for ``master``, every CPU engine measured against it (name ->
     (search of a query batch, the precision it scans in)), and the bf16 copy's build seconds."""
-    from index import faiss_tuning
-    from index.bf16_engine import Bf16Rescore
-    from index.engine_policy import EnginePolicy
-    from index.exact_engines import FaissFlat, TorchFp32
-    from index.exact_search import ExactSearch
+    from index.search import faiss_tuning
+    from index.search.bf16_engine import Bf16Rescore
+    from index.search.engine_policy import EnginePolicy
+    from index.search.exact_engines import FaissFlat, TorchFp32
+    from index.search.exact_search import ExactSearch
 
     # What GalleryIndex serves with the default policy, calibrated in this run (a private
     # cache folder): the trial's choice is part of what is measured.
@@ -180,7 +180,7 @@ def bench_search(
     cpu: Any,
     quick: bool = False,
 ) -> list[dict]:
-    from index import faiss_backend
+    from index.faiss import backend as faiss_backend
 
     log(f"search: {n:,} × {dim} vectors")
     # --quick is a smoke test: two rounds, short pauses (its figures are not the point).
@@ -264,8 +264,8 @@ def targets(rows: list[dict], n: int) -> dict[str, Any]:
 
 def bench_encode(bundle_dir: Path | None, images: Path | None, ids: int, batch: int) -> dict:
     from bundle.encoders import Bundle
-    from index.encode import encode_images
-    from index.gallery_sources import from_folder
+    from index.ingest.encode import encode_images
+    from index.ingest.sources import from_folder
 
     label = "tiny, random init" if bundle_dir is None else str(bundle_dir)
     with tempfile.TemporaryDirectory() as tmp:
@@ -340,15 +340,15 @@ def main(argv: list[str] | None = None) -> int:
     budget = 0.5 if args.quick else args.budget
     import faiss
 
-    from index import faiss_backend
+    from index.faiss import backend as faiss_backend
 
     if args.faiss_threads > 0:
         faiss.omp_set_num_threads(args.faiss_threads)
     import torch
 
-    from index import faiss_tuning
-    from index.cpu_features import X86_BF16, detect
-    from index.engine_policy import DEFAULT_POLICY
+    from index.search import faiss_tuning
+    from index.search.cpu_features import X86_BF16, detect
+    from index.search.engine_policy import DEFAULT_POLICY
 
     cpu = detect()
     if args.without_native_bf16:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from index.bf16_engine import packing_available
+from index.search.bf16_engine import packing_available
 
 BANDWIDTH_BYTES = 1 << 30  # 1 GiB: far beyond the caches
 GEMM_SIZE = 4096

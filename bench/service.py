@@ -90,8 +90,8 @@ def build_gallery(
 ) -> tuple[Path, Path, list[str]]:
     """A synthetic set, a random-init bundle, and an index of its images plus padding."""
     from bundle.encoders import Bundle
-    from index.gallery_sources import from_dataset
-    from index.ingest import ingest
+    from index.ingest.add import ingest
+    from index.ingest.sources import from_dataset
     from index.items import ItemMeta
     from index.store import GalleryIndex
     from support.builders import make_synthetic

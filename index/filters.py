@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from index.items import ItemMeta
 from index.metadata_fields import normalise_id
-from index.milvus_quoting import in_list, literal_list
+from index.milvus.quoting import in_list, literal_list
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What a gallery store does, whichever engine keeps it: FAISS + SQLite on local disk
-(:class:`index.gallery.GalleryIndex`, the default) or a Milvus server or file
-(:class:`index.milvus_store.MilvusStore`). The service and the CLI see only this."""
+(:class:`index.faiss.gallery.GalleryIndex`, the default) or a Milvus server or file
+(:class:`index.milvus.store.MilvusStore`). The service and the CLI see only this."""
 
 from __future__ import annotations
 

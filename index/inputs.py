@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from index.commit import RowChanges
 from index.errors import IndexMismatchError, IndexStoreError, ItemExistsError
+from index.faiss.commit import RowChanges
+from index.faiss.manifest import Manifest, Row
 from index.items import ItemMeta
-from index.manifest import Manifest, Row
 
 _NORM_TOLERANCE = 1e-2
 

@@ -1,7 +1,8 @@
 """The stable import path of the gallery index: ``from index.store import GalleryIndex``.
 
-The index used to live in this one module; it is now split by job (``layout``, ``publish``,
-``loading``, ``commit``, ``gpu_copies``, ``inputs``, ``exclusive``, ``gallery``). Callers across
+The index used to live in this one module; it is now split by job in ``index/faiss/``
+(``layout``, ``publish``, ``loading``, ``commit``, ``gpu_copies``, ``exclusive``, ``gallery``;
+``inputs`` at the top, shared with the Milvus store). Callers across
 the repository import from here, so this module re-exports their names and keeps ``rebuild``,
 which imports the encoder (torch) only when called: searching must not need it.
 """
@@ -12,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from index.errors import IndexCorruptError, IndexMismatchError, IndexStoreError, ItemExistsError
-from index.gallery import GalleryIndex
+from index.faiss.gallery import GalleryIndex
+from index.faiss.layout import FORMAT, INFO_FILE, LOCK_FILE, VERSION, vectors_file
+from index.faiss.publish import check_new_location, staging
 from index.items import AddResult, Hit, ItemMeta
-from index.layout import FORMAT, INFO_FILE, LOCK_FILE, VERSION, vectors_file
-from index.publish import check_new_location, staging
 
 if TYPE_CHECKING:
     from bundle.encoders import Bundle
@@ -59,7 +60,7 @@ def rebuild(
     readers see the old index or the new one. With ``out`` the original is left untouched.
     Items keep their ids. Unreadable sources fail the rebuild unless ``drop_unreadable``.
     """
-    from index.rebuild import rebuild_index  # encoding needs torch; searching does not
+    from index.faiss.rebuild import rebuild_index  # encoding needs torch; searching does not
 
     return rebuild_index(
         Path(path),

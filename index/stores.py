@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from index.encoding import Encoding
-from index.engine_policy import DEFAULT_POLICY, EnginePolicy
 from index.errors import IndexStoreError
 from index.gallery_store import GalleryStore
+from index.search.engine_policy import DEFAULT_POLICY, EnginePolicy
 
 MILVUS_SCHEME = "milvus://"
 MILVUS_LITE_SUFFIX = ".db"
@@ -63,10 +63,10 @@ def create_store(
 ) -> GalleryStore:
     """A new, empty store for vectors of the bundle ``fingerprint`` encoded as ``encoding``
     says (default fp32, global). ``gpu_device``/``gpu_shards``: where a FAISS index's GPU copy
-    goes (see :class:`index.gallery.GalleryIndex`). ``search_consistency``: what a Milvus
-    store's searches ask for (index/milvus_schema.py); a FAISS folder is always current."""
+    goes (see :class:`index.faiss.gallery.GalleryIndex`). ``search_consistency``: what a Milvus
+    store's searches ask for (index/milvus/schema.py); a FAISS folder is always current."""
     if store_kind(spec) == "faiss":
-        from index.gallery import GalleryIndex
+        from index.faiss.gallery import GalleryIndex
 
         return GalleryIndex.create(
             Path(spec),
@@ -79,7 +79,7 @@ def create_store(
             gpu_shards=gpu_shards,
             engine_policy=engine_policy,
         )
-    from index.milvus_store import MilvusStore
+    from index.milvus.store import MilvusStore
 
     return MilvusStore.create(
         *milvus_target(spec),
@@ -105,9 +105,9 @@ def open_store(
 ) -> GalleryStore:
     """An existing store; a ``fingerprint``, ``dim`` or ``encoding`` given must match what it
     holds (``encoding`` None: not checked). ``engine_policy``: how a FAISS folder's exact CPU
-    search picks its engine (index/engine_policy.py)."""
+    search picks its engine (index/search/engine_policy.py)."""
     if store_kind(spec) == "faiss":
-        from index.gallery import GalleryIndex
+        from index.faiss.gallery import GalleryIndex
 
         return GalleryIndex.open(
             Path(spec),
@@ -119,7 +119,7 @@ def open_store(
             gpu_shards=gpu_shards,
             engine_policy=engine_policy,
         )
-    from index.milvus_store import MilvusStore
+    from index.milvus.store import MilvusStore
 
     return MilvusStore.open(
         *milvus_target(spec),

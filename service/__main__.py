@@ -2,7 +2,7 @@
 
 Configuration comes from ``TPS_*`` environment variables (see service/settings.py); the flags
 override host, port and log level only. ``python -m service keys|audit|retention ...`` manage
-keys, export the audit trail and run retention (service/keys_cli.py, audit_cli.py,
+keys, export the audit trail and run retention (service/access/keys_cli.py, audit_cli.py,
 retention_cli.py).
 
 The server refuses to start on a non-loopback address with no keys, with open reads or with a
@@ -26,12 +26,12 @@ import uvicorn
 from pydantic import ValidationError
 
 from bundle.cli import EXIT_BAD_INPUT
+from service.access.audit_cli import main as audit_main
+from service.access.keys import KeysFileError
+from service.access.keys_cli import main as keys_main
+from service.access.retention_cli import main as retention_main
+from service.access.security import exposure_problem
 from service.app import create_app
-from service.audit_cli import main as audit_main
-from service.keys import KeysFileError
-from service.keys_cli import main as keys_main
-from service.retention_cli import main as retention_main
-from service.security import exposure_problem
 from service.settings import Settings
 
 COMMANDS = {"keys": keys_main, "audit": audit_main, "retention": retention_main}

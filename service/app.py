@@ -19,18 +19,18 @@ from prometheus_client import CollectorRegistry
 from starlette.types import Scope
 
 from index.errors import IndexStoreError, StoreUnavailableError
-from service.audit import AuditError, AuditLog
-from service.clients import ClientAddressMiddleware
+from service.access.audit import AuditError, AuditLog
+from service.access.clients import ClientAddressMiddleware
+from service.access.keys import KeyRing
+from service.access.lockout import Lockout
+from service.access.refusals import RefusalThrottle
+from service.access.retention import cutoff_for, sweep
 from service.headers import SecurityHeadersMiddleware
-from service.keys import KeyRing
 from service.loader import Loader, close_runtime
-from service.lockout import Lockout
 from service.metrics import Metrics
 from service.middleware import AccessLogMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from service.openapi import install_openapi
 from service.orphans import sweep_loop
-from service.refusals import RefusalThrottle
-from service.retention import cutoff_for, sweep
 from service.routes import audit, gallery, health, page, search
 from service.routes.page import STATIC_DIR
 from service.settings import Settings
@@ -250,7 +250,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.loader = Loader(settings, metrics)
     app.state.runtime = None
     app.state.keys = KeyRing(settings.keys_file)  # re-read on change: revocation needs no restart
-    app.state.audit = None  # opened when the app starts (service/audit.py)
+    app.state.audit = None  # opened when the app starts (service/access/audit.py)
     app.state.decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)  # search photos
     app.state.refusals = RefusalThrottle(settings.audit_refusal_interval_s)
     app.state.lockout = Lockout(

@@ -2,8 +2,8 @@
 
 "More like this" and "not this person" name gallery images; their vectors are the ones the store
 already holds (``GalleryStore.vectors``), so no image is decoded or encoded again, and the
-combination with the text (index/query_vector.py) sees exactly what the index ranks. An uploaded
-photo is encoded by the route and joins the positives. Every id must exist: a search that
+combination with the text (index/search/query_vector.py) sees exactly what the index ranks. An
+uploaded photo is encoded by the route and joins the positives. Every id must exist: a search that
 silently dropped an example the operator chose would answer a different question, so unknown
 ids are refused by name.
 """
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from index.gallery_store import GalleryStore
+from service.access.retention import is_expired
 from service.query import Examples
-from service.retention import is_expired
 
 
 class UnknownExamplesError(LookupError):

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.security import READ_KEY_SCHEME
+from service.access.security import READ_KEY_SCHEME
 from service.settings import Settings
 
 _KEY_ERRORS = {

@@ -1,7 +1,7 @@
 """Queries against the gallery: one :class:`Searcher` owns query → encode → search → widen.
 
 A query is a text, example images (relevance feedback: "more like this", "not this one", an
-uploaded photo), or both; index/query_vector.py combines them into one vector. Queries from
+uploaded photo), or both; index/search/query_vector.py combines them into one vector. Queries from
 concurrent requests meet in the batcher (service/batching.py); one call of :class:`BatchSearch`
 then encodes all their texts in one encoder call, joins each to its examples, and searches all
 vectors in one store call per filter, which is where both the encoder and the store are fastest
@@ -36,7 +36,7 @@ from bundle.parts_layout import PartsWeightsError, check_weights
 from index.filters import GalleryFilter
 from index.gallery_store import GalleryStore
 from index.items import Hit
-from index.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, QueryVectorError, combine
+from index.search.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, QueryVectorError, combine
 from service.batching import Batcher, make_batcher
 from service.metrics import Metrics
 from service.settings import Settings

@@ -83,7 +83,7 @@ class Runtime:
         vectors = np.concatenate(parts, axis=0) if parts else np.zeros((0, self.bundle.dim), "f4")
         if self.bundle.parts is not None:
             # As the store holds them (G/√(1+M+K), unit rows); as query examples only each
-            # block's direction counts (index/query_vector.py).
+            # block's direction counts (index/search/query_vector.py).
             vectors = self.bundle.parts.layout.to_store(vectors)
         return vectors
 

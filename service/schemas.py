@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 from bundle.parts_layout import MAX_WEIGHT as MAX_PART_WEIGHT
 from index.filters import GalleryFilter
 from index.metadata_fields import normalise_id
-from index.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, MAX_WEIGHT
+from index.search.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, MAX_WEIGHT
 from service.metadata import (
     CAMERA_ID_REGEX,
     MAX_FILTER_VALUES,

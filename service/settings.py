@@ -14,10 +14,10 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from index.engine_policy import EnginePolicy
 from index.errors import IndexStoreError
+from index.search.engine_policy import EnginePolicy
 from index.stores import milvus_target, store_kind
-from service.clients import parse_networks
+from service.access.clients import parse_networks
 
 MB = 1024 * 1024
 DEFAULT_AUDIT_RETENTION_DAYS = 365.0
@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         "processes (e.g. `python -m index add`); 0 turns it off.",
     )
 
-    # Access (service/security.py, README "Security and privacy"). Every route but the probes
+    # Access (service/access/security.py, README "Security and privacy"). Every route but the probes
     # and the page needs a key; TPS_API_KEY is one admin key, TPS_KEYS_FILE holds named keys.
     api_key: SecretStr | None = None
     keys_file: Path | None = Field(
@@ -162,10 +162,10 @@ class Settings(BaseSettings):
         "manifest, audit trail): owner (0600 files, 0700 folders) or group (0640, 0750).",
     )
     # Deprecated: true is what every server now does; false means TPS_OPEN_READS=true, with its
-    # loopback-only rule (service/security.py). Reads as ``not open_reads`` once validated.
+    # loopback-only rule (service/access/security.py). Reads as ``not open_reads`` once validated.
     read_requires_key: bool | None = None
 
-    # Audit trail (service/audit.py) and retention (service/retention.py).
+    # Audit trail (service/access/audit.py) and retention (service/access/retention.py).
     audit: bool = Field(default=True, description="Record searches, views, uploads, deletes.")
     audit_db: Path | None = Field(
         default=None,
@@ -205,7 +205,7 @@ class Settings(BaseSettings):
     )
     retention_interval_s: float = Field(default=3600.0, gt=0)
 
-    # Exact search on the CPU (index/engine_policy.py): auto picks per batch size by what the
+    # Exact search on the CPU (index/search/engine_policy.py): auto picks per batch size by what the
     # CPU has, then by a timed trial cached per machine and gallery size class.
     exact_engine: Literal["auto", "faiss-flat", "numpy-fp32", "torch-bf16-rescore"] = Field(
         default="auto",

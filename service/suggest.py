@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.query_vector import QueryVectorError
+from index.search.query_vector import QueryVectorError
 from service.query import Examples, job_vector
 from service.vocabulary import VOCABULARY, Phrase
 

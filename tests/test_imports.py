@@ -1,5 +1,6 @@
 """The imports tell the data flow: bundle ← training; bundle ← index ← service; nothing back,
-and no package imports one of its own modules in a circle.
+no package imports one of its own modules in a circle, and the rooms inside a package keep to
+their job (the search engines never reach a store, the two stores never reach each other).
 
 Parsed with ``ast``, so nothing is imported: an import inside a function or under
 ``if TYPE_CHECKING`` counts as much as one at the top (a circle that works only while one side
@@ -24,6 +25,26 @@ ALLOWED = {
     "index": {"bundle"},
     "service": {"bundle", "index"},
 }
+# Rooms inside the packages, and what no module in each may import (a module, or anything under
+# it). A room's own modules are never its own offence (index/cli/ imports index/cli/).
+ROOM_RULES = {
+    # Exact engines, the query vector and top k answer over vectors they are given: no store.
+    "index.search": ("index.faiss", "index.milvus", "index.store", "index.stores", "index.ingest",
+                     "index.cli"),
+    # Two engines behind one interface (index/gallery_store.py): neither knows the other.
+    "index.faiss": ("index.milvus", "index.cli"),
+    "index.milvus": ("index.faiss", "index.cli"),
+    # Ingestion writes through the store interface, whichever engine is behind it.
+    "index.ingest": ("index.faiss", "index.milvus", "index.cli"),
+    # The CLI is a shell over the package: only `python -m index` opens it.
+    "index": ("index.cli",),
+    # Access control, audit and retention serve the routes, never the other way round.
+    "service.access": ("service.routes",),
+    # The service sees the store interface, not an engine, and not the index CLI.
+    "service": ("index.faiss", "index.milvus", "index.cli"),
+}  # fmt: skip
+# The one door to the index CLI.
+ROOM_EXEMPT = {"index.__main__"}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -59,6 +80,29 @@ def import_graph(package: str, root: Path = REPO) -> dict[str, set[str]]:
         name = module_name(path, root)
         graph[name] = {m for m in imported_modules(path, root) if m in modules} - {name, package}
     return graph
+
+
+def inside(module: str, room: str) -> bool:
+    return module == room or module.startswith(room + ".")
+
+
+def room_violations(
+    rules: dict[str, tuple[str, ...]], root: Path = REPO, exempt: frozenset[str] = frozenset()
+) -> dict[str, list[str]]:
+    """module → what it imports that a rule of its room forbids."""
+    wrong: dict[str, set[str]] = {}
+    for room, forbidden in rules.items():
+        for path in sorted((root / room.replace(".", "/")).rglob("*.py")):
+            name = module_name(path, root)
+            imported = imported_modules(path, root)
+            bad = {
+                target
+                for target in forbidden
+                if not inside(name, target) and any(inside(m, target) for m in imported)
+            }
+            if bad and name not in exempt:
+                wrong.setdefault(name, set()).update(bad)
+    return {name: sorted(bad) for name, bad in wrong.items()}
 
 
 def circle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -112,3 +156,26 @@ def test_the_known_dependencies_are_seen() -> None:
     graph = import_graph("service")
     assert "service.query" in graph["service.runtime"]
     assert "index.store" in import_graph("index")
+    assert "index.faiss.commit" in import_graph("index")["index.faiss.gallery"]
+    assert "service.access.keys" in import_graph("service")["service.access.security"]
+
+
+@pytest.mark.parametrize("room", sorted(ROOM_RULES))
+def test_rooms_import_only_what_their_job_needs(room: str) -> None:
+    assert (REPO / room.replace(".", "/") / "__init__.py").is_file(), f"{room} is not a package"
+    wrong = room_violations({room: ROOM_RULES[room]}, exempt=frozenset(ROOM_EXEMPT))
+    assert not wrong, f"{room} may not import {ROOM_RULES[room]}: {wrong}"
+
+
+def test_the_room_checker_finds_a_forbidden_import(tmp_path: Path) -> None:
+    for room in ("pkg", "pkg/a", "pkg/b"):
+        (tmp_path / room).mkdir()
+        (tmp_path / room / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a" / "x.py").write_text("from pkg.a import y\n")
+    (tmp_path / "pkg" / "a" / "y.py").write_text("def f():\n    from pkg.b.z import Z\n")
+    (tmp_path / "pkg" / "b" / "z.py").write_text("from pkg import a\nimport pkg.b\n")
+    (tmp_path / "pkg" / "door.py").write_text("import pkg.b.z\n")
+    rules = {"pkg.a": ("pkg.b",), "pkg.b": ("pkg.a", "pkg.b"), "pkg": ("pkg.b",)}
+    found = {"pkg.a.y": ["pkg.b"], "pkg.b.z": ["pkg.a"]}
+    assert room_violations(rules, tmp_path, frozenset({"pkg.door"})) == found
+    assert room_violations(rules, tmp_path) == found | {"pkg.door": ["pkg.b"]}

@@ -33,8 +33,8 @@ def build_small_index(bundle_dir: Path, data_root: Path, out: Path, split: str =
     """One split of the synthetic set encoded by ``bundle_dir`` (what `python -m index build`
     does, in-process to save a second torch start-up)."""
     from bundle.encoders import Bundle
-    from index.gallery_sources import from_dataset
-    from index.ingest import ingest
+    from index.ingest.add import ingest
+    from index.ingest.sources import from_dataset
     from index.store import GalleryIndex
 
     bundle = Bundle(bundle_dir, device="cpu")

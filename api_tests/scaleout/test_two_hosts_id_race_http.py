@@ -1,7 +1,7 @@
 """Two replicas as on two hosts: one real Milvus server, but an image folder each, so no shared
 ``flock`` serialises their writes. Racing uploads of different bytes under one image_id: at
 most one is answered 201, and the collection holds exactly its bytes; the other is told 409.
-Never two 201s with one image silently lost (index/milvus_claims.py)."""
+Never two 201s with one image silently lost (index/milvus/claims.py)."""
 
 from __future__ import annotations
 

@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
-from service import audit_events
-from service.audit import AuditLog
+from service.access import audit_events
+from service.access.audit import AuditLog
+from service.access.retention import cutoff_for, sweep
+from service.access.security import caller, require_admin_key
 from service.deps import RuntimeDep
 from service.metadata import MetadataError, parse_time
-from service.retention import cutoff_for, sweep
 from service.schemas import ErrorResponse
-from service.security import caller, require_admin_key
 
 router = APIRouter(prefix="/v1", tags=["audit"], dependencies=[Depends(require_admin_key)])
 

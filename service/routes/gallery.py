@@ -20,13 +20,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from index.errors import ItemExistsError
 from index.items import ItemMeta
 from index.metadata_fields import normalise_id
-from service import audit_events
+from service.access import audit_events
+from service.access.retention import is_expired, past_retention, read_cutoff
+from service.access.security import require_read_key, require_write_key
 from service.deps import RuntimeDep
 from service.image_paths import image_path
 from service.images import IMAGE_MEDIA_TYPES, ImageRejectedError, media_type, thumbnail
 from service.ingest import Upload, UploadError, UploadFields, check_fields, ingest, remove
 from service.metadata import as_utc
-from service.retention import is_expired, past_retention, read_cutoff
 from service.runtime import Runtime
 from service.schemas import (
     UPLOAD_REQUEST_BODY,
@@ -36,7 +37,6 @@ from service.schemas import (
     GalleryItemDetail,
     UploadResponse,
 )
-from service.security import require_read_key, require_write_key
 
 router = APIRouter(prefix="/v1/gallery", tags=["gallery"])
 

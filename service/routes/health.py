@@ -17,10 +17,10 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from index.gallery_store import GalleryStore
+from service.access.security import require_metrics_key, require_read_key
 from service.deps import RuntimeDep
 from service.metrics import CONTENT_TYPE
 from service.schemas import ErrorResponse, Health, Readiness, ServiceInfo
-from service.security import require_metrics_key, require_read_key
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 A search is a description, example images, or both: ``positive_ids`` ("more like this"),
 ``negative_ids`` ("not this person") and, on /v1/search/image, an uploaded photo join the text
-as one query vector (index/query_vector.py), and the examples leave the results. With
+as one query vector (index/search/query_vector.py), and the examples leave the results. With
 ``suggest``, the reply also names attribute phrases that would split the top results
 (service/suggest.py). Optional ``filters`` limit a search to the gallery images that pass them
 (cameras, a capture-time window, persons, tags): the store ranks only those, so the reply is the
@@ -22,8 +22,10 @@ from fastapi.exceptions import RequestValidationError
 
 from index.filters import GalleryFilter
 from index.items import HitMeta
-from index.query_vector import QueryVectorError
-from service import audit_events
+from index.search.query_vector import QueryVectorError
+from service.access import audit_events
+from service.access.retention import is_expired, read_cutoff
+from service.access.security import require_read_key
 from service.batching import BatcherClosedError, QueueFullError
 from service.deps import RuntimeDep
 from service.examples import ConflictingExamplesError, UnknownExamplesError, load_examples
@@ -31,7 +33,6 @@ from service.image_search_form import IMAGE_SEARCH_REQUEST_BODY, read_image_sear
 from service.images import ImageRejectedError, check_query_photo
 from service.metadata import as_utc
 from service.query import Examples, QueryOutcome, SearchQuery, in_parts_mode, request_weights
-from service.retention import is_expired, read_cutoff
 from service.runtime import Runtime
 from service.schemas import (
     BatchSearchRequest,
@@ -43,7 +44,6 @@ from service.schemas import (
     SearchResponse,
     SuggestedPhrase,
 )
-from service.security import require_read_key
 from service.suggest import SUGGEST_DEPTH, suggest
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read_key)])

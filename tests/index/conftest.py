@@ -39,8 +39,8 @@ def bundle(random_bundle: Path):
 
 @pytest.fixture(scope="session")
 def gallery(synthetic_root: Path, bundle) -> Gallery:
-    from index.encode import encode_images
-    from index.gallery_sources import from_dataset
+    from index.ingest.encode import encode_images
+    from index.ingest.sources import from_dataset
 
     entries = from_dataset("cuhk-pedes", synthetic_root, "all")
     result = encode_images(bundle, [e.path for e in entries], batch_size=32, workers=0)

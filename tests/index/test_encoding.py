@@ -11,7 +11,7 @@ import pytest
 
 from index.encoding import Encoding, check
 from index.errors import EncodingMismatchError, IndexMismatchError, IndexStoreError
-from index.manifest import MANIFEST_FILE
+from index.faiss.manifest import MANIFEST_FILE
 from index.stores import create_store, open_store
 from tests.index.conftest import fake_items, random_unit
 
@@ -87,7 +87,7 @@ def test_folder_index_without_the_record_is_of_unknown_precision(
 def test_milvus_collection_without_the_record_is_of_unknown_precision(tmp_path: Path) -> None:
     from pymilvus import MilvusClient
 
-    from index.milvus_schema import PROP, collection_schema
+    from index.milvus.schema import PROP, collection_schema
 
     spec = tmp_path / "old.db"
     client = MilvusClient(str(spec))
@@ -103,7 +103,7 @@ def test_milvus_collection_without_the_record_is_of_unknown_precision(tmp_path: 
 
 
 def test_migrate_keeps_the_record(tmp_path: Path) -> None:
-    from index.migrate import migrate
+    from index.cli.migrate import migrate
 
     with create_store(tmp_path / "idx", FP, DIM, encoding=BF16) as store:
         store.add(random_unit(3, DIM, 3), fake_items(["a", "b", "c"]))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import faiss_backend
+from index.faiss import backend as faiss_backend
 from index.store import (
     GalleryIndex,
     IndexCorruptError,

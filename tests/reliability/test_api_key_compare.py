@@ -78,7 +78,7 @@ def test_every_wrong_key_gets_the_same_answer(supplied: str) -> None:
     """No length or prefix oracle in the message either."""
     from fastapi import HTTPException
 
-    from service.security import _check_key
+    from service.access.security import _check_key
     from service.settings import Settings
 
     settings = Settings(bundle="b", index_dir="i", api_key="test-key-0123456789")

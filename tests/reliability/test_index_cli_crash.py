@@ -2,8 +2,8 @@
 opens consistent (FAISS and manifest agree), holds no stale FAISS file, and the add happened
 wholly or not at all.
 
-The commit protocol itself is killed inside each of its steps by tests/index/test_crash.py; this
-is the same promise one level up, through the command a user runs. `make crash-test` runs more
+The commit protocol itself is killed inside each of its steps by tests/index/faiss/test_crash.py;
+this is the same promise one level up, through the command a user runs. `make crash-test` runs more
 trials than CI.
 """
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import FormData
 
-from index.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, MAX_WEIGHT
+from index.search.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, MAX_WEIGHT
 from service.app import create_app
 from service.image_search_form import form_values
 from service.ingest import UploadError, check_fields, validate_ids

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from index.query_vector import combine
+from index.search.query_vector import combine
 from service.suggest import with_phrase
 from service.vocabulary import VOCABULARY
 from tests.service.support import jpeg

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.__main__ import main
-from service.keys import create_key
+from service.access.keys import create_key
 
 
 @pytest.fixture

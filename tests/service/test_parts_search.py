@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from bundle.encoders import Bundle
 from bundle.images import decode_file
 from index.encoding import Encoding
-from index.gallery_sources import from_dataset
-from index.ingest import ingest
+from index.ingest.add import ingest
+from index.ingest.sources import from_dataset
 from index.store import GalleryIndex
 from service.app import create_app
 from service.settings import Settings

@@ -12,7 +12,7 @@ import pytest
 
 from index.filters import GalleryFilter
 from index.items import Hit
-from index.query_vector import QueryVectorError
+from index.search.query_vector import QueryVectorError
 from service.metrics import Metrics
 from service.query import (
     BatchSearch,
