@@ -59,3 +59,29 @@ def test_a_reference_config_trains_a_step_as_it_says(synthetic_root: Path, tmp_p
     save_checkpoint(trainer._state(), checkpoint)
     bundle = export_bundle(checkpoint, tmp_path / "bundle")
     assert "bilinear" in repr(load_preprocess(bundle)).lower()
+
+
+def test_reference_step_under_bf16_autocast_keeps_losses_fp32() -> None:
+    from bundle.openclip_import import import_open_clip
+    from training.objectives import compute_losses
+    from training.train import build_model
+
+    cfg = load_config(
+        CONFIGS / "vfe-tps-cuhk-reference.yaml",
+        {"root": Path("."), "model": "tiny", "pretrained": "none", "mim_layers": 1},
+    )
+    torch.manual_seed(0)
+    core, model_cfg, _ = build_model(cfg, num_ids=4)
+    tokenizer = import_open_clip().tokenizer.SimpleTokenizer(
+        context_length=model_cfg["text_cfg"]["context_length"]
+    )
+    images = torch.randn(8, 3, 192, 64)
+    tokens = tokenizer(["a man in a red coat"] * 8)
+    pids = torch.arange(4).repeat_interleave(2)
+    stats = (torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = compute_losses(core, core, images, tokens, pids, cfg, stats)
+    assert {"tgmim", "gi2id"} <= set(losses.terms)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.terms.values())
+    losses.objective.backward()
+    assert core.mask_token.grad is not None and core.mask_token.grad.abs().sum() > 0
