@@ -57,7 +57,11 @@ def build_model(cfg: TrainConfig, num_ids: int | None = None) -> tuple[VFETPS, d
     """The towers, TG-MIM decoder and (with ``parts``) the part head and its identity
     classifiers over ``num_ids`` training persons."""
     spec = TowerSpec(
-        cfg.model, cfg.pretrained, cfg.image_size, cfg.quick_gelu, cfg.resize_interpolation
+        cfg.model,
+        cfg.pretrained,
+        cfg.image_size,
+        cfg.quick_gelu,
+        pos_interpolation=cfg.resize_interpolation,
     )
     clip, model_cfg = build_towers(spec)
     parts = id_heads = None
