@@ -80,14 +80,20 @@ def verify_fingerprint(bundle_dir: Path, meta: BundleMeta) -> None:
         raise BundleError(f"{bundle_dir}: weights do not match the fingerprint in {META_FILE}")
 
 
-def preprocess_cfg(image_size: tuple[int, int], mean: list[float], std: list[float]) -> dict:
-    """Eval preprocessing: squash-resize to H×W (pedestrian crops are already tall), normalise."""
+def preprocess_cfg(
+    image_size: tuple[int, int],
+    mean: list[float],
+    std: list[float],
+    interpolation: str = "bicubic",
+) -> dict:
+    """Eval preprocessing: squash-resize to H×W (pedestrian crops are already tall), normalise;
+    ``interpolation`` is the one the towers were trained with."""
     return {
         "size": list(image_size),
         "mode": "RGB",
         "mean": list(mean),
         "std": list(std),
-        "interpolation": "bicubic",
+        "interpolation": interpolation,
         "resize_mode": "squash",
     }
 

@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-LOSSES = ("cmpm", "sdm", "tgmim", "isgvfc", "triplet", "parts")
+LOSSES = ("cmpm", "sdm", "tgmim", "isgvfc", "triplet", "parts", "gi2id")
 # Changing these between runs does not change what is trained, so a resume may differ in them.
 RUN_ONLY_FIELDS = frozenset(
     {
@@ -61,9 +61,21 @@ class TrainConfig(BaseModel):
     mask_block: int = Field(
         1, ge=1, description="mask square blocks of N×N patches (paper 1, reference 2)"
     )
+    mim_mask: Literal["zero", "token"] = Field(
+        "zero",
+        description="masked patches: zeroed pixels (paper), or a learnable mask token in place "
+        "of their patch embeddings, SimMIM-style (reference)",
+    )
+    mim_decoder: Literal["paper", "reference"] = Field(
+        "paper",
+        description="paper: residual post-norm cross-attention + GELU encoder layers; reference: "
+        "tokens through CLIP's visual.proj, pre-LN cross-attention without residual, CLIP "
+        "resblocks (QuickGELU), ln_post, xavier head",
+    )
     lambda_mim: float = 1.0
     lambda_gvfc: float = 1.0
     lambda_triplet: float = 1.0
+    lambda_gi2id: float = Field(1.0, ge=0, description="weight of the image-identity loss gi2id")
     gvfc_images: int = Field(20, ge=2)
     triplet_margin: float = 0.2
     # part-level head (docs/parts.md; training-only unless exported with parts)
@@ -82,6 +94,16 @@ class TrainConfig(BaseModel):
     )
     text_attr_aug: float = Field(0.0, ge=0, le=1, description="P(keep only attribute words)")
     random_erasing: float = Field(0.0, ge=0, le=1)
+    random_erasing_fill: Literal["zero", "mean"] = Field(
+        "zero",
+        description="erased pixels: 0 after normalising (the mean colour), or the numbers of "
+        "CLIP's mean written after normalising (reference)",
+    )
+    resize_interpolation: Literal["bicubic", "bilinear"] = Field(
+        "bicubic",
+        description="resizing of images (training, validation, the bundle) and of the "
+        "pretrained position grid (reference: bilinear)",
+    )
     # optimisation
     epochs: int = Field(60, ge=1)
     batch_size: int = Field(100, ge=2, description="the global batch: W processes take B/W each")
@@ -95,6 +117,16 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-5, gt=0)
     new_module_lr_mult: float = Field(5.0, gt=0)
     bias_lr_mult: float = Field(1.0, gt=0, description="learning-rate factor of biases (ref. 2)")
+    bias_lr_mode: Literal["multiply", "override"] = Field(
+        "multiply",
+        description="multiply: a bias gets its module's rate × bias_lr_mult; override: "
+        "lr × bias_lr_mult in place of the module's factor (reference)",
+    )
+    new_module_lr_scope: Literal["decoder", "reference"] = Field(
+        "decoder",
+        description="what new_module_lr_mult covers: the whole TG-MIM decoder, or only its "
+        "cross-attention and blocks and the identity classifier (reference)",
+    )
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = Field(1e-8, gt=0, description="Adam epsilon (reference: 1e-3)")
     weight_decay: float = Field(0.0, ge=0)
@@ -155,10 +187,42 @@ class TrainConfig(BaseModel):
             raise ValueError("parts_export needs the parts loss: add parts to losses")
         if self.parts_margin_low > self.parts_margin_high:
             raise ValueError("parts_margin_low must not exceed parts_margin_high")
+        self._check_reference_options()
         unknown = sorted(set(self.accept_changes) - set(type(self).model_fields))
         if unknown:
             raise ValueError(f"accept_changes names unknown settings: {', '.join(unknown)}")
         return self
+
+    def _check_reference_options(self) -> None:
+        """Settings that would do nothing, or that the chosen code path cannot honour."""
+        if not self.uses("tgmim"):
+            inert = [
+                f"{name} {getattr(self, name)}"
+                for name, default in (("mim_mask", "zero"), ("mim_decoder", "paper"))
+                if getattr(self, name) != default
+            ]
+            if inert:
+                raise ValueError(f"{', '.join(inert)} need the tgmim loss: add tgmim to losses")
+        if self.mim_decoder == "reference":
+            if self.mim_width is not None:
+                raise ValueError(
+                    "mim_decoder reference works at the towers' embedding width (through CLIP's "
+                    "visual.proj): leave mim_width unset"
+                )
+            if self.mim_dropout:
+                raise ValueError("mim_decoder reference has no dropout: set mim_dropout 0")
+            if self.mim_init != "clip":
+                raise ValueError(
+                    "mim_decoder reference is initialised CLIP-style: set mim_init clip"
+                )
+        scoped = self.new_module_lr_scope == "reference" and self.uses("tgmim")
+        if scoped and self.mim_decoder != "reference":
+            raise ValueError(
+                "new_module_lr_scope reference names the reference decoder's modules: "
+                "use it with mim_decoder reference"
+            )
+        if self.random_erasing_fill != "zero" and not self.random_erasing:
+            raise ValueError("random_erasing_fill mean needs random_erasing > 0")
 
     def uses(self, loss: str) -> bool:
         return loss in self.losses

@@ -30,9 +30,11 @@ def write_towers(
     out_dir: Path,
     extra: dict,
     parts: PartsHead | None = None,
+    interpolation: str = "bicubic",
 ) -> Path:
-    """Write open_clip towers as a bundle with the OpenAI normalisation the recipe trains with;
-    with ``parts`` a parts bundle that also carries the part head (never its classifiers)."""
+    """Write open_clip towers as a bundle with the OpenAI normalisation and the resize
+    ``interpolation`` the recipe trains with; with ``parts`` a parts bundle that also carries
+    the part head (never its classifiers)."""
     open_clip = import_open_clip()
     write_bundle(
         out_dir,
@@ -42,6 +44,7 @@ def write_towers(
             spec.resolved_image_size(),
             list(open_clip.OPENAI_DATASET_MEAN),
             list(open_clip.OPENAI_DATASET_STD),
+            interpolation,
         ),
         model_name=spec.model,
         extra=extra,
@@ -102,7 +105,8 @@ def export_bundle(
     head = None
     if config.get("parts_export", False) if parts is None else parts:
         head = _parts_head(config, state["model"], clip)
-    return write_towers(clip, state["model_cfg"], spec, out_dir, extra, head)
+    interpolation = config.get("resize_interpolation", "bicubic")
+    return write_towers(clip, state["model_cfg"], spec, out_dir, extra, head, interpolation)
 
 
 def _parts_head(config: dict, model_state: dict, clip: torch.nn.Module) -> PartsHead:

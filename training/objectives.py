@@ -14,6 +14,7 @@ from training.losses import (
     cmr_loss,
     coarse_ranking_loss,
     cross_modal_triplet_loss,
+    image_identity_loss,
     isgvfc_loss,
     masked_l1_loss,
     patch_mask_to_pixels,
@@ -32,6 +33,27 @@ def to_grayscale(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) ->
     return (gray.expand_as(pixels) - mean) / std
 
 
+def mask_patches(
+    images: torch.Tensor,
+    core: VFETPS,
+    ratio: float,
+    block: int = 1,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Choose a random r·N of the blocks of ``block``×``block`` patches; return the (B, N)
+    patch mask (row-major, True = masked) and its (B, 1, H, W) pixel mask. The paper masks
+    single patches (block 1); the reference code 32×32-pixel blocks (block 2 at patch 16). The
+    count is round(r·N) where the reference takes ceil(r·N): the same 29 of 48 blocks at 0.6."""
+    gh, gw = core.grid
+    if gh % block or gw % block:
+        raise ValueError(f"mask_block {block} does not divide the {gh}×{gw} patch grid")
+    bh, bw = gh // block, gw // block
+    blocks = random_patch_mask(images.shape[0], bh, bw, ratio, generator=generator)
+    grid = blocks.reshape(-1, bh, bw).repeat_interleave(block, 1).repeat_interleave(block, 2)
+    patch_mask = grid.reshape(-1, gh * gw).to(images.device)
+    return patch_mask, patch_mask_to_pixels(patch_mask, gh, gw, core.patch_size).to(images)
+
+
 def mask_images(
     images: torch.Tensor,
     core: VFETPS,
@@ -39,15 +61,9 @@ def mask_images(
     block: int = 1,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero a random r·N of the blocks of ``block``×``block`` patches in normalised space (the
-    mean colour); return the masked images and the pixel mask. The paper masks single patches
-    (block 1); the reference code masks 32×32-pixel blocks (block 2 at patch 16)."""
-    gh, gw = core.grid
-    if gh % block or gw % block:
-        raise ValueError(f"mask_block {block} does not divide the {gh}×{gw} patch grid")
-    bh, bw = gh // block, gw // block
-    mask = random_patch_mask(images.shape[0], bh, bw, ratio, generator=generator)
-    pixel_mask = patch_mask_to_pixels(mask, bh, bw, core.patch_size * block).to(images)
+    """Zero the chosen blocks in normalised space (the mean colour); return the masked images
+    and the pixel mask (the paper's masking, ``mim_mask zero``)."""
+    _, pixel_mask = mask_patches(images, core, ratio, block, generator)
     return images * (1 - pixel_mask), pixel_mask
 
 
@@ -78,12 +94,17 @@ def compute_losses(
     run over the whole global batch (every process's features, gradient through its own);
     TG-MIM is per image and stays local (DDP's average of equal-sized shares is the global mean).
     """
-    masked = pixel_mask = None
+    masked = pixel_mask = patch_mask = None
     if cfg.uses("tgmim"):
-        masked, pixel_mask = mask_images(images, core, cfg.mask_ratio, cfg.mask_block)
-        if cfg.mim_grayscale:
-            masked = to_grayscale(masked, *norm_stats) * (1 - pixel_mask)
-    out = model(images, tokens, masked)
+        patch_mask, pixel_mask = mask_patches(images, core, cfg.mask_ratio, cfg.mask_block)
+        if cfg.mim_mask == "token":
+            # The pixels stay; the encoder puts the mask token in place of those patches.
+            masked = to_grayscale(images, *norm_stats) if cfg.mim_grayscale else images
+        else:
+            masked, patch_mask = images * (1 - pixel_mask), None
+            if cfg.mim_grayscale:
+                masked = to_grayscale(masked, *norm_stats) * (1 - pixel_mask)
+    out = model(images, tokens, masked, patch_mask)
     recon, local_ids = out.recon, person_ids
     f_v, f_t = out.image.features.float(), out.text.features.float()
     world = world_size() if cfg.gather_features else 1
@@ -125,6 +146,10 @@ def compute_losses(
     if out.id_logits:
         terms["parts_id"] = cfg.lambda_parts * parts_id_loss(out.id_logits, local_ids)
         objective = objective + terms["parts_id"]
+    if out.gi2id_logits is not None:
+        # Per image and local, like TG-MIM: DDP's average of equal shares is the global mean.
+        terms["gi2id"] = cfg.lambda_gi2id * image_identity_loss(out.gi2id_logits, local_ids)
+        objective = objective + terms["gi2id"]
     terms["loss"] = torch.stack(list(terms.values())).sum()
     return StepLosses(objective, terms)
 

@@ -56,12 +56,18 @@ def seed_everything(seed: int) -> None:
 def build_model(cfg: TrainConfig, num_ids: int | None = None) -> tuple[VFETPS, dict, TowerSpec]:
     """The towers, TG-MIM decoder and (with ``parts``) the part head and its identity
     classifiers over ``num_ids`` training persons."""
-    spec = TowerSpec(cfg.model, cfg.pretrained, cfg.image_size, cfg.quick_gelu)
+    spec = TowerSpec(
+        cfg.model,
+        cfg.pretrained,
+        cfg.image_size,
+        cfg.quick_gelu,
+        pos_interpolation=cfg.resize_interpolation,
+    )
     clip, model_cfg = build_towers(spec)
     parts = id_heads = None
+    if (cfg.uses("parts") or cfg.uses("gi2id")) and not num_ids:
+        raise ValueError("identity classifiers need the number of training identities")
     if cfg.uses("parts"):
-        if not num_ids:
-            raise ValueError("the parts head needs the number of training identities")
         grid = tuple(int(g) for g in clip.visual.grid_size)
         parts = PartsHead(
             clip.visual.transformer.width,
@@ -89,6 +95,9 @@ def build_model(cfg: TrainConfig, num_ids: int | None = None) -> tuple[VFETPS, d
         mim_clip_init=cfg.mim_init == "clip",
         parts=parts,
         id_heads=id_heads,
+        mim_decoder=cfg.mim_decoder,
+        mask_token=cfg.uses("tgmim") and cfg.mim_mask == "token",
+        gi2id_classes=num_ids if cfg.uses("gi2id") else None,
     )
     return core, model_cfg, spec
 
@@ -187,7 +196,14 @@ class Trainer:
         )
         self.dataset = CaptionPairs(
             train_records,
-            build_train_transform(size, self.mean, self.std, random_erasing=cfg.random_erasing),
+            build_train_transform(
+                size,
+                self.mean,
+                self.std,
+                random_erasing=cfg.random_erasing,
+                interpolation=cfg.resize_interpolation,
+                erasing_fill=cfg.random_erasing_fill,
+            ),
         )
         self.sampler = ResumableBatches(self._batch_sampler())
         self.loader = DataLoader(
@@ -202,7 +218,9 @@ class Trainer:
             # Pinned host memory is what makes the .to(device, non_blocking=True) copies async.
             pin_memory=self.rt.device.type == "cuda",
         )
-        self.eval_transform = build_eval_transform(size, self.mean, self.std)
+        self.eval_transform = build_eval_transform(
+            size, self.mean, self.std, interpolation=cfg.resize_interpolation
+        )
         self.val_split = EvalSplit.from_records(val_records) if val_records else None
 
         self.optimizer = build_optimizer(self.core, cfg)

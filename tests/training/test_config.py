@@ -55,6 +55,19 @@ def test_missing_config_file(tmp_path: Path) -> None:
         ({"sampler": "random"}, "isgvfc needs batches"),
         ({"accept_changes": "lr,nope"}, "unknown settings: nope"),
         ({"no_decay": "bias,weights"}, "no_decay"),
+        ({"losses": "cmpm,isgvfc", "mim_mask": "token"}, "mim_mask token need the tgmim loss"),
+        ({"losses": "cmpm,isgvfc", "mim_decoder": "reference"}, "need the tgmim loss"),
+        (
+            {"mim_decoder": "reference", "mim_dropout": 0, "mim_init": "clip", "mim_width": 512},
+            "leave mim_width unset",
+        ),
+        ({"mim_decoder": "reference", "mim_init": "clip"}, "set mim_dropout 0"),
+        ({"mim_decoder": "reference", "mim_dropout": 0}, "set mim_init clip"),
+        ({"new_module_lr_scope": "reference"}, "use it with mim_decoder reference"),
+        ({"random_erasing_fill": "mean"}, "needs random_erasing > 0"),
+        ({"bias_lr_mode": "replace"}, "bias_lr_mode"),
+        ({"resize_interpolation": "nearest"}, "resize_interpolation"),
+        ({"losses": "cmpm,gi2id,nope"}, "unknown losses"),
     ],
 )
 def test_dishonest_or_impossible_runs_are_refused(overrides: dict, message: str) -> None:
@@ -83,6 +96,22 @@ def test_shipped_configs_load(name: str) -> None:
     cfg = load_config(CONFIGS / name, {"root": Path(".")})
     if "reference" in name:
         assert (cfg.adam_eps, cfg.weight_decay, cfg.bias_lr_mult) == (1e-3, 4e-5, 2.0)
-        assert (cfg.lambda_mim, cfg.mask_block, cfg.mim_width, cfg.lr_step) == (10, 2, 512, "epoch")
+        assert (cfg.lambda_mim, cfg.mask_block, cfg.mim_width, cfg.lr_step) == (
+            10,
+            2,
+            None,
+            "epoch",
+        )
+        assert (cfg.bias_lr_mode, cfg.new_module_lr_scope) == ("override", "reference")
+        assert (cfg.mim_mask, cfg.mim_decoder) == ("token", "reference")
+        assert (cfg.resize_interpolation, cfg.random_erasing_fill) == ("bilinear", "mean")
+        assert cfg.uses("gi2id")
     elif name.startswith("vfe-tps"):
         assert (cfg.adam_eps, cfg.weight_decay, cfg.lambda_mim, cfg.grad_clip) == (1e-8, 0, 1, None)
+        assert (cfg.bias_lr_mode, cfg.new_module_lr_scope) == ("multiply", "decoder")
+        assert (cfg.mim_mask, cfg.mim_decoder, cfg.resize_interpolation) == (
+            "zero",
+            "paper",
+            "bicubic",
+        )
+        assert not cfg.uses("gi2id")

@@ -13,6 +13,8 @@ from bundle.openclip_import import import_open_clip
 DEFAULT_SIZE = (384, 128)  # (height, width): person crops are tall
 # Erasing covers 2–40 % of the crop, the range the person-search codebases use.
 ERASING_SCALE = (0.02, 0.4)
+INTERPOLATIONS = ("bicubic", "bilinear")
+ERASING_FILLS = ("zero", "mean")
 
 
 class Pipeline:
@@ -49,6 +51,17 @@ def _mean_std(
     )
 
 
+def _mode(interpolation: str) -> Any:
+    """torchvision's resize mode of ``bicubic`` (the paper config) or ``bilinear`` (reference)."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(
+            f"interpolation {interpolation!r}: choose from {', '.join(INTERPOLATIONS)}"
+        )
+    import torchvision.transforms as T
+
+    return T.InterpolationMode(interpolation)
+
+
 def build_train_transform(
     size: Sequence[int] = DEFAULT_SIZE,
     mean: Sequence[float] | None = None,
@@ -56,27 +69,43 @@ def build_train_transform(
     flip: bool | float = True,
     pad: int = 10,
     random_erasing: float = 0.0,
+    interpolation: str = "bicubic",
+    erasing_fill: str = "zero",
 ) -> Pipeline:
     """Resize to ``size`` (H, W), flip, pad + random crop back, to tensor, normalise, erase.
 
     ``mean``/``std`` default to CLIP's (OpenAI) statistics. ``flip`` is ``True`` for probability
     0.5, or the probability itself. ``random_erasing`` is the probability of erasing one
-    rectangle; it is filled with 0, the mean colour after normalisation.
+    rectangle. ``erasing_fill`` ``zero`` fills it with 0, the mean colour after normalisation;
+    ``mean`` writes the mean's numbers themselves into the normalised tensor, as the reference
+    code does (``T.RandomErasing(value=mean)`` placed after ``T.Normalize``).
     """
-    recipe = dict(size=size, mean=mean, std=std, flip=flip, pad=pad, random_erasing=random_erasing)
+    recipe = dict(
+        size=size,
+        mean=mean,
+        std=std,
+        flip=flip,
+        pad=pad,
+        random_erasing=random_erasing,
+        interpolation=interpolation,
+        erasing_fill=erasing_fill,
+    )
+    if erasing_fill not in ERASING_FILLS:
+        raise ValueError(f"erasing fill {erasing_fill!r}: choose from {', '.join(ERASING_FILLS)}")
     mean, std = _mean_std(mean, std)
     import torchvision.transforms as T
 
     flip_p = (0.5 if flip else 0.0) if isinstance(flip, bool) else float(flip)
     hw = (int(size[0]), int(size[1]))
-    steps: list[Callable] = [T.Resize(hw, interpolation=T.InterpolationMode.BICUBIC)]
+    steps: list[Callable] = [T.Resize(hw, interpolation=_mode(interpolation))]
     if flip_p > 0:
         steps.append(T.RandomHorizontalFlip(p=flip_p))
     if pad > 0:
         steps += [T.Pad(pad), T.RandomCrop(hw)]
     steps += [T.ToTensor(), T.Normalize(mean, std)]
     if random_erasing > 0:
-        steps.append(T.RandomErasing(p=random_erasing, scale=ERASING_SCALE, value=0))
+        fill: float | list[float] = 0 if erasing_fill == "zero" else list(mean)
+        steps.append(T.RandomErasing(p=random_erasing, scale=ERASING_SCALE, value=fill))
     return Pipeline(build_train_transform, recipe, T.Compose(steps))
 
 
@@ -84,15 +113,16 @@ def build_eval_transform(
     size: Sequence[int] = DEFAULT_SIZE,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    interpolation: str = "bicubic",
 ) -> Pipeline:
     """Resize to ``size`` (H, W), to tensor, normalise: the deterministic half of the recipe."""
-    recipe = dict(size=size, mean=mean, std=std)
+    recipe = dict(size=size, mean=mean, std=std, interpolation=interpolation)
     mean, std = _mean_std(mean, std)
     import torchvision.transforms as T
 
     hw = (int(size[0]), int(size[1]))
     steps = [
-        T.Resize(hw, interpolation=T.InterpolationMode.BICUBIC),
+        T.Resize(hw, interpolation=_mode(interpolation)),
         T.ToTensor(),
         T.Normalize(mean, std),
     ]

@@ -30,6 +30,9 @@ class TowerSpec:
     pretrained: str = "none"  # none | an open_clip tag (openai, …) | PATH
     image_size: tuple[int, int] | None = None
     quick_gelu: bool | None = None  # None: on for OpenAI weights (openai or a file), off for none
+    # How a pretrained square position grid is resized to the model's: open_clip's bicubic, or
+    # the reference code's plain bilinear.
+    pos_interpolation: str = "bicubic"
 
     def resolved_image_size(self) -> tuple[int, int]:
         return tuple(self.image_size or DEFAULT_IMAGE_SIZE[self.model])
@@ -91,6 +94,18 @@ def _pretrained_source(spec: TowerSpec) -> tuple[str | None, Path | None]:
     )
 
 
+def _tag_file(model: str, tag: str) -> Path:
+    """The local file of an open_clip pretrained tag (downloaded into open_clip's cache)."""
+    open_clip = import_open_clip()
+    try:
+        found = open_clip.pretrained.download_pretrained(open_clip.get_pretrained_cfg(model, tag))
+    except Exception as err:  # network, hub and cache errors of several libraries
+        raise TowerError(f"could not fetch the {tag!r} weights of {model}: {err}") from err
+    if not found:
+        raise TowerError(f"open_clip has no file for the {tag!r} weights of {model}")
+    return Path(found)
+
+
 def _create_model(
     spec: TowerSpec, tag: str | None, image_size: tuple[int, int], quick_gelu: bool, filled: bool
 ) -> torch.nn.Module:
@@ -129,6 +144,10 @@ def build_towers_with_report(
     cfg["vision_cfg"]["image_size"] = list(image_size)
     cfg["quick_gelu"] = quick_gelu
     tag, path = _pretrained_source(spec)
+    if tag is not None and spec.pos_interpolation != "bicubic":
+        # open_clip resizes a tag's grid bicubically while loading; our loader takes the file
+        # open_clip downloads (or has cached) for the tag instead.
+        tag, path = None, _tag_file(spec.model, tag)
     # A file goes through our loader, not open_clip's torch.load (which cannot read OpenAI's
     # TorchScript archive with weights_only=True); a tag keeps open_clip's download and cache.
     # The file is read first so that a bad one fails before a large model is built.
@@ -137,7 +156,7 @@ def build_towers_with_report(
         weights = read_weights(path) if path is not None else None
         model = _create_model(spec, tag, image_size, quick_gelu, filled=weights is not None)
         if weights is not None:
-            report = load_weights(model, weights, spec.model)
+            report = load_weights(model, weights, spec.model, spec.pos_interpolation)
     except WeightsError as err:
         raise TowerError(str(err)) from err
     log.info(

@@ -347,10 +347,30 @@ def _shape(t: torch.Tensor | torch.Size) -> str:
     return "x".join(map(str, tuple(t.shape if isinstance(t, torch.Tensor) else t))) or "scalar"
 
 
+def resize_grid_bilinear(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """The reference code's resize of a (1 + g², D) position table to ``grid`` (H, W): plain
+    bilinear interpolation, half-pixel centres, no anti-aliasing (open_clip's bilinear mode
+    anti-aliases when it shrinks, which the 14 → 8 columns do, so it would differ)."""
+    import torch.nn.functional as F
+
+    side = _square_grid(pos.shape[0] - 1)
+    if side is None:
+        raise WeightsError(f"{POS_KEY} of {pos.shape[0]} rows is not a class token + square grid")
+    table = pos[1:].reshape(1, side[0], side[1], -1).permute(0, 3, 1, 2).float()
+    table = F.interpolate(table, size=grid, mode="bilinear", align_corners=False)
+    table = table.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1).to(pos.dtype)
+    return torch.cat([pos[:1], table], dim=0)
+
+
 def _resize_grid(
-    state: dict[str, torch.Tensor], model: torch.nn.Module, expected: Mapping, path: str
+    state: dict[str, torch.Tensor],
+    model: torch.nn.Module,
+    expected: Mapping,
+    path: str,
+    interpolation: str = "bicubic",
 ) -> list[Resize]:
-    """Resize a square pretrained position grid to the model's with open_clip's own function."""
+    """Resize a square pretrained position grid to the model's: open_clip's own function
+    (bicubic), or the reference code's plain bilinear one."""
     source, target = state.get(POS_KEY), expected.get(POS_KEY)
     if source is None or target is None or source.shape == target.shape:
         return []
@@ -360,8 +380,13 @@ def _resize_grid(
             f"could not load {path}: {POS_KEY} is {_shape(source)}, not a square grid of "
             f"width {target.shape[1]} that could be resized to the model's {_shape(target)}"
         )
-    import_open_clip().model.resize_pos_embed(state, model)
     target_grid = tuple(int(g) for g in model.visual.grid_size)
+    if interpolation == "bilinear":
+        state[POS_KEY] = resize_grid_bilinear(source, target_grid)
+    elif interpolation == "bicubic":
+        import_open_clip().model.resize_pos_embed(state, model)
+    else:
+        raise WeightsError(f"unknown position-grid interpolation {interpolation!r}")
     return [Resize(POS_KEY, tuple(source.shape), tuple(target.shape), grid, target_grid)]
 
 
@@ -391,10 +416,13 @@ def _check_shapes(state: Mapping[str, torch.Tensor], expected: Mapping, path: st
 
 
 def load_weights(
-    model: torch.nn.Module, weights: Weights | str | Path, model_name: str | None = None
+    model: torch.nn.Module,
+    weights: Weights | str | Path,
+    model_name: str | None = None,
+    interpolation: str = "bicubic",
 ) -> WeightsReport:
     """Load a file (or what read_weights made of it) into ``model`` strictly: only the image
-    position grid may be resized."""
+    position grid may be resized (``interpolation``: bicubic, or bilinear as the reference)."""
     if not isinstance(weights, Weights):
         weights = read_weights(weights)
     state = dict(weights.state_dict)
@@ -406,7 +434,7 @@ def load_weights(
             f"{file_arch.describe()}, but {model_name or 'the model'} expects {want.describe()}"
         )
     _check_keys(state, expected, weights.path)
-    resized = _resize_grid(state, model, expected, weights.path)
+    resized = _resize_grid(state, model, expected, weights.path, interpolation)
     _check_shapes(state, expected, weights.path)
     model.load_state_dict(state, strict=True)
     report = WeightsReport(
@@ -419,12 +447,13 @@ def load_weights(
         resized=resized,
     )
     log.info(
-        "loaded %s (%s): %d tensors into %s, %.1fM parameters; resized: %s",
+        "loaded %s (%s): %d tensors into %s, %.1fM parameters; resized (%s): %s",
         report.path,
         report.format,
         report.tensors,
         model_name or "the model",
         report.parameters / 1e6,
+        interpolation,
         "; ".join(r.describe() for r in resized) or "nothing",
     )
     return report

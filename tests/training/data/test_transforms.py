@@ -61,6 +61,41 @@ def test_random_erasing_fills_with_mean_colour() -> None:
     assert 0 < erased.float().mean() <= 0.4 + 1e-6
 
 
+def test_reference_erasing_writes_the_means_numbers_after_normalising() -> None:
+    # T.RandomErasing(value=mean) after T.Normalize, as the reference code's train transform.
+    from bundle.openclip_import import import_open_clip
+
+    mean = torch.tensor(import_open_clip().OPENAI_DATASET_MEAN)
+    torch.manual_seed(0)
+    white = Image.new("RGB", (32, 96), (255, 255, 255))
+    transform = build_train_transform(
+        (64, 32), flip=False, pad=0, random_erasing=1.0, erasing_fill="mean"
+    )
+    out = transform(white)
+    erased = (out == mean.view(3, 1, 1)).all(dim=0)
+    assert 0 < erased.float().mean() <= 0.4 + 1e-6
+    # Everything else is the normalised white, nowhere near the fill.
+    assert torch.allclose(out[:, ~erased].amin(dim=1), out[:, ~erased].amax(dim=1))
+    assert (out[:, ~erased][:, 0] > 1.5).all()
+    with pytest.raises(ValueError, match="erasing fill"):
+        build_train_transform((64, 32), random_erasing=1.0, erasing_fill="noise")
+
+
+@pytest.mark.parametrize("build", [build_train_transform, build_eval_transform])
+def test_bilinear_resize_is_pils_bilinear(build) -> None:
+    import torchvision.transforms.functional as TF
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (100, 40, 3), dtype=np.uint8))
+    kwargs = {"flip": False, "pad": 0} if build is build_train_transform else {}
+    out = build((64, 32), mean=(0, 0, 0), std=(1, 1, 1), interpolation="bilinear", **kwargs)(image)
+    assert torch.equal(out, TF.to_tensor(image.resize((32, 64), Image.BILINEAR)))
+    bicubic = build((64, 32), mean=(0, 0, 0), std=(1, 1, 1), **kwargs)(image)
+    assert not torch.equal(out, bicubic)
+    with pytest.raises(ValueError, match="interpolation"):
+        build((64, 32), interpolation="nearest")
+
+
 @pytest.mark.parametrize("build", [build_train_transform, build_eval_transform])
 def test_custom_mean_std(build) -> None:
     out = build((16, 8), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))(Image.new("RGB", (8, 16)))

@@ -7,6 +7,7 @@ tensors and the three int config entries, as the ``clip`` package caches it.
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 from pathlib import Path
 
@@ -209,3 +210,31 @@ def test_bad_files_fail_in_one_line_naming_the_problem(
 def test_unknown_tag_lists_the_valid_ones() -> None:
     with pytest.raises(TowerError, match="unknown tag for ViT-B-16; valid: none, openai, "):
         build_towers(TowerSpec("ViT-B-16", pretrained="laion9000"))
+
+
+def _reference_resize_pos_embed(posemb, hight, width):
+    """model/clip_model.py's resize_pos_embed of zhangweifeng1218/VFE_TPS, line for line."""
+    import torch.nn.functional as F
+
+    posemb = posemb.unsqueeze(0)
+    posemb_token, posemb_grid = posemb[:, :1], posemb[0, 1:]
+    gs_old = int(math.sqrt(len(posemb_grid)))
+    posemb_grid = posemb_grid.reshape(1, gs_old, gs_old, -1).permute(0, 3, 1, 2)
+    posemb_grid = F.interpolate(posemb_grid, size=(hight, width), mode="bilinear")
+    posemb_grid = posemb_grid.permute(0, 2, 3, 1).reshape(1, hight * width, -1)
+    posemb = torch.cat([posemb_token, posemb_grid], dim=1)
+    return posemb.squeeze(0)
+
+
+def test_bilinear_grid_resize_is_the_reference_codes(tmp_path: Path) -> None:
+    # A tiny model of square 128×128 inputs (an 8×8 grid) loaded into 192×64 crops (12×4).
+    torch.manual_seed(0)
+    square, _ = build_towers(TowerSpec("tiny", image_size=(128, 128)))
+    path = tmp_path / "square.pt"
+    torch.save(square.state_dict(), path)
+    source = square.state_dict()[POS_KEY]
+    spec = TowerSpec("tiny", pretrained=str(path), pos_interpolation="bilinear")
+    loaded = build_towers(spec)[0].state_dict()[POS_KEY]
+    assert torch.equal(loaded, _reference_resize_pos_embed(source, 12, 4))
+    bicubic = build_towers(TowerSpec("tiny", pretrained=str(path)))[0].state_dict()[POS_KEY]
+    assert (loaded - bicubic).abs().max() > 1e-3
