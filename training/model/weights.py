@@ -1,7 +1,8 @@
 """Read a CLIP weights file of any common format and load it strictly into an open_clip model.
 
 Formats: OpenAI's TorchScript archive (what the ``clip`` package caches, e.g. ``ViT-B-16.pt``),
-a plain state dict, an open_clip training checkpoint (``{"state_dict": ...}``, keys maybe
+a plain state dict (one saved from OpenAI's archive keeps its int config entries: dropped, as the
+archive's are), an open_clip training checkpoint (``{"state_dict": ...}``, keys maybe
 prefixed ``module.``) and ``.safetensors``. Pickles are only ever read with
 ``torch.load(weights_only=True)``: a file holding other Python objects is refused, never run.
 Loading is strict; the one tolerated difference is the image position grid, resized with
@@ -46,6 +47,8 @@ class Weights:
     path: str
     format: str
     state_dict: dict[str, torch.Tensor]
+    # The file carried OpenAI's config entries: its archive, or a state dict taken from one.
+    openai_config: bool = False
 
 
 @dataclass(frozen=True)
@@ -245,9 +248,25 @@ def read_weights(path: str | Path) -> Weights:
     else:
         fmt, state = _unwrap(_read_pickle(path), path)
     tensors = _tensors_only(state, path)
+    openai_config = fmt == TORCHSCRIPT or _drop_openai_config(tensors)
     # OpenAI ships fp16; training and the resize want float32.
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-    return Weights(str(path), fmt, tensors)
+    return Weights(str(path), fmt, tensors, openai_config)
+
+
+def _drop_openai_config(tensors: dict[str, torch.Tensor]) -> bool:
+    """Remove OpenAI's three int config scalars from a state dict saved from its archive
+    (``torch.jit.load(...).state_dict()``); whether they were all there."""
+    found = [
+        k
+        for k in OPENAI_CONFIG_KEYS
+        if k in tensors and tensors[k].ndim == 0 and not tensors[k].is_floating_point()
+    ]
+    if len(found) < len(OPENAI_CONFIG_KEYS):
+        return False
+    for key in found:
+        del tensors[key]
+    return True
 
 
 # --------------------------------------------------------------------------- architecture
