@@ -23,6 +23,7 @@ from training.model.weights import (
     WeightsError,
     WeightsReport,
     load_weights,
+    log_loaded,
     read_weights,
 )
 
@@ -176,6 +177,8 @@ def build_towers_with_report(spec: TowerSpec) -> Towers:
         raise TowerError(str(err)) from err
     if activation is None:
         raise TowerError(unknown)
+    if report is not None:
+        log_loaded(report, spec.model)
     cfg["quick_gelu"] = activation.quick_gelu
     log.info(
         "towers %s (%s) image %sx%s, %s: %.1fM parameters",

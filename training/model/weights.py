@@ -413,7 +413,8 @@ def load_weights(
     model: torch.nn.Module, weights: Weights | str | Path, model_name: str | None = None
 ) -> WeightsReport:
     """Load a file (or what read_weights made of it) into ``model`` strictly: only the image
-    position grid may be resized."""
+    position grid may be resized. Logs nothing: the caller logs the report (log_loaded) once the
+    load is accepted."""
     if not isinstance(weights, Weights):
         weights = read_weights(weights)
     state = dict(weights.state_dict)
@@ -437,6 +438,11 @@ def load_weights(
         model_arch=want,
         resized=resized,
     )
+    return report
+
+
+def log_loaded(report: WeightsReport, model_name: str | None = None) -> None:
+    """One log line: what was loaded, and what was resized."""
     log.info(
         "loaded %s (%s): %d tensors into %s, %.1fM parameters; resized: %s",
         report.path,
@@ -444,6 +450,5 @@ def load_weights(
         report.tensors,
         model_name or "the model",
         report.parameters / 1e6,
-        "; ".join(r.describe() for r in resized) or "nothing",
+        "; ".join(r.describe() for r in report.resized) or "nothing",
     )
-    return report

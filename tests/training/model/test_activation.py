@@ -50,12 +50,19 @@ def _outputs(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_a_gelu_file_that_records_nothing_is_refused_until_told(
-    state: dict[str, torch.Tensor], gelu_model: torch.nn.Module, tmp_path: Path
+    state: dict[str, torch.Tensor],
+    gelu_model: torch.nn.Module,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     path = _bare(state, tmp_path / "hub")
-    with pytest.raises(TowerError, match=r"does not record whether.*--quick-gelu false") as err:
+    with (
+        caplog.at_level(logging.INFO, logger="training"),
+        pytest.raises(TowerError, match=r"does not record whether.*--quick-gelu false") as err,
+    ):
         build_towers(TowerSpec("tiny", pretrained=str(path)))
     assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert not caplog.records  # the refusal is the only line: no "loaded" before it
 
     told = build_towers_with_report(TowerSpec("tiny", pretrained=str(path), quick_gelu=False))
     assert told.model_cfg["quick_gelu"] is False
