@@ -84,6 +84,10 @@ class PartsHead(nn.Module):
         memory = self.encoder(self.image_in(patch_tokens))
         coarse = self._decode(self.coarse_queries, memory, None)
         gh, gw = self.grid
+        # Stripes pool the encoder's output, after its self-attention (parts.md leaves it open):
+        # the text's fine tokens read that same encoded memory, so both fine embeddings come out
+        # of the one shared encoder; the ViT tokens are whole-image mixtures already, so pooling
+        # before it would not make stripes more local.
         bands = stripe_pool(memory.reshape(memory.shape[0], gh, gw, -1), self.stripes, self.pool)
         fine = self.stripe_proj(self.stripe_norm(bands))
         return PartEmbeddings(self._embed(coarse), self._embed(fine))

@@ -38,6 +38,14 @@ def _flag_type(annotation: object) -> object:
     return str
 
 
+QUICK_GELU_CHOICES = ("auto", "true", "false")
+QUICK_GELU_HELP = (
+    "the towers' activation: auto takes it from what the weights record (OpenAI's formats: "
+    "QuickGELU; an open_clip tag; an open_clip_config.json beside the file) and otherwise asks "
+    "for true (QuickGELU) or false (GELU)"
+)
+
+
 def _add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML file of settings; flags override it")
     for name, field in TrainConfig.model_fields.items():
@@ -47,6 +55,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
             kwargs.update(nargs=2, type=int, metavar=("H", "W"))
         elif name == "adam_betas":
             kwargs.update(nargs=2, type=float, metavar=("BETA1", "BETA2"))
+        elif name == "quick_gelu":
+            kwargs.update(type=str.lower, choices=QUICK_GELU_CHOICES, help=QUICK_GELU_HELP)
         else:
             kwargs["type"] = _flag_type(field.annotation)
         parser.add_argument(flag, **kwargs)
@@ -129,6 +139,7 @@ def _check_weights(args: argparse.Namespace) -> int:
         args.path,
         model=args.model,
         image_size=tuple(args.image_size) if args.image_size else None,
+        quick_gelu=None if args.quick_gelu == "auto" else args.quick_gelu == "true",
         dataset=args.dataset,
         root=args.root,
         split=args.split,
@@ -144,7 +155,8 @@ def _check_weights(args: argparse.Namespace) -> int:
 CHECK_WEIGHTS_HELP = """\
 Load a CLIP weights file exactly as --pretrained PATH does (OpenAI's TorchScript ViT-B-16.pt,
 a state dict, an open_clip checkpoint or .safetensors) and print one JSON object: its format,
-the architecture it holds, the model it was loaded into, the parameter count and the tensors
+its SHA-256 (named when it is the file OpenAI publishes), the architecture it holds, the model it
+was loaded into with its activation (--quick-gelu) and why, the parameter count and the tensors
 resized. With --dataset and --root it also reports the zero-shot text→image R1/R5/R10/mAP/mINP
 of the untouched weights on --split. With OpenAI's real ViT-B-16 weights expect about 12.6 R1
 on the CUHK-PEDES test split (the zero-shot CLIP figure of the VFE-TPS paper); far below that
@@ -210,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar=("H", "W"),
         help="model input size (default: the model's own, 384 128 for ViT-B-16)",
+    )
+    check_p.add_argument(
+        "--quick-gelu",
+        type=str.lower,
+        choices=QUICK_GELU_CHOICES,
+        default="auto",
+        help=QUICK_GELU_HELP,
     )
     check_p.add_argument("--dataset", help="evaluate zero-shot on this dataset (with --root)")
     check_p.add_argument("--root", type=Path)

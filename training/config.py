@@ -22,6 +22,9 @@ RUN_ONLY_FIELDS = frozenset(
         "parts_export",
     }
 )
+# Compared by the value they resolve to once the towers are built (train.py), not as written:
+# auto and true are one recipe for OpenAI's weights.
+RESOLVED_FIELDS = frozenset({"quick_gelu"})
 
 
 class TrainConfig(BaseModel):
@@ -42,7 +45,9 @@ class TrainConfig(BaseModel):
     model: Literal["tiny", "ViT-B-16"] = "ViT-B-16"
     pretrained: str = "none"
     image_size: tuple[int, int] | None = None
-    quick_gelu: bool | None = None
+    quick_gelu: Literal["auto"] | bool = Field(
+        "auto", description="QuickGELU: auto (as the weights record it), true or false"
+    )
     # objectives
     losses: list[str] = ["cmpm", "tgmim", "isgvfc"]
     tau: float = Field(0.02, gt=0)
@@ -154,6 +159,11 @@ class TrainConfig(BaseModel):
     )
     log_every: int = Field(10, ge=1)
 
+    @field_validator("quick_gelu", mode="before")
+    @classmethod
+    def _auto_when_unset(cls, value: object) -> object:
+        return "auto" if value is None else value  # configs before auto wrote None
+
     @field_validator("losses", "no_decay", "accept_changes", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
@@ -252,7 +262,7 @@ def recipe_changes(recorded: dict[str, object], cfg: TrainConfig) -> dict[str, t
     defaults = TrainConfig(root=cfg.root).model_dump(mode="json")
     changes: dict[str, tuple] = {}
     for name, value in new.items():
-        if name in RUN_ONLY_FIELDS:
+        if name in RUN_ONLY_FIELDS or name in RESOLVED_FIELDS:
             continue
         before = recorded.get(name, defaults[name])
         if before != value:

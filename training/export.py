@@ -17,7 +17,8 @@ from bundle.openclip_import import import_open_clip
 from bundle.parts_encoder import parts_config
 from bundle.parts_head import PartsHead
 from training.checkpoint import load_checkpoint
-from training.model.towers import TowerSpec, build_towers
+from training.model.activation import Activation
+from training.model.towers import TowerSpec, build_towers, build_towers_with_report
 
 # Identities of the synthetic set the INT8 check ranks on: 100 test persons, 200 images.
 CHECK_IDS = 250
@@ -34,8 +35,12 @@ def write_towers(
 ) -> Path:
     """Write open_clip towers as a bundle with the OpenAI normalisation and the resize
     ``interpolation`` the recipe trains with; with ``parts`` a parts bundle that also carries
-    the part head (never its classifiers)."""
+    the part head (never its classifiers).
+
+    ``spec`` has its activation resolved: the bundle records it and why under ``activation``."""
     open_clip = import_open_clip()
+    activation = Activation(bool(model_cfg.get("quick_gelu", False)), spec.quick_gelu_source or "")
+    extra = {**extra, "activation": activation.record()}
     write_bundle(
         out_dir,
         clip.state_dict(),
@@ -61,8 +66,8 @@ def export_untrained(
     ``parts``: PartsHead keyword arguments (width, embed_dim, coarse_tokens, stripes, …) to make
     it a parts bundle with a random head."""
     torch.manual_seed(seed)
-    spec = TowerSpec(model)
-    clip, model_cfg = build_towers(spec)
+    towers = build_towers_with_report(TowerSpec(model))
+    clip, model_cfg, spec = towers.model, towers.model_cfg, towers.spec
     head = None
     if parts is not None:
         grid = tuple(int(g) for g in clip.visual.grid_size)
@@ -83,6 +88,10 @@ def export_bundle(
     spec_fields["pretrained"] = "none"  # the checkpoint holds the weights; nothing to download
     if spec_fields.get("image_size") is not None:
         spec_fields["image_size"] = tuple(spec_fields["image_size"])
+    if spec_fields.get("quick_gelu") is None:
+        # Runs before the activation was resolved into the spec: their model config holds it.
+        spec_fields["quick_gelu"] = bool(state["model_cfg"].get("quick_gelu", False))
+        spec_fields["quick_gelu_source"] = "the training run's model config"
     spec = TowerSpec(**spec_fields)
     clip, _ = build_towers(spec)
     towers = {k[len("clip.") :]: v for k, v in state["model"].items() if k.startswith("clip.")}

@@ -35,8 +35,9 @@ from training.data.transforms import build_eval_transform, build_train_transform
 from training.distributed import all_ranks_agree, mean_over_ranks
 from training.evaluate import EvalSplit, evaluate_split
 from training.export import export_bundle
+from training.model.activation import Activation
 from training.model.parts import PartIdentityHeads
-from training.model.towers import TowerSpec, build_towers
+from training.model.towers import TowerSpec, build_towers_with_report
 from training.model.vfe_tps import VFETPS
 from training.objectives import compute_losses
 from training.optim import build_optimizer
@@ -55,15 +56,18 @@ def seed_everything(seed: int) -> None:
 
 def build_model(cfg: TrainConfig, num_ids: int | None = None) -> tuple[VFETPS, dict, TowerSpec]:
     """The towers, TG-MIM decoder and (with ``parts``) the part head and its identity
-    classifiers over ``num_ids`` training persons."""
-    spec = TowerSpec(
-        cfg.model,
-        cfg.pretrained,
-        cfg.image_size,
-        cfg.quick_gelu,
-        pos_interpolation=cfg.resize_interpolation,
+    classifiers over ``num_ids`` training persons; the spec has its activation resolved."""
+    quick_gelu = None if cfg.quick_gelu == "auto" else cfg.quick_gelu
+    towers = build_towers_with_report(
+        TowerSpec(
+            cfg.model,
+            cfg.pretrained,
+            cfg.image_size,
+            quick_gelu,
+            pos_interpolation=cfg.resize_interpolation,
+        )
     )
-    clip, model_cfg = build_towers(spec)
+    clip, model_cfg, spec = towers.model, towers.model_cfg, towers.spec
     parts = id_heads = None
     if (cfg.uses("parts") or cfg.uses("gi2id")) and not num_ids:
         raise ValueError("identity classifiers need the number of training identities")
@@ -131,9 +135,13 @@ class RecipeChangedError(ValueError):
     """Resuming would continue a run under settings other than those it was started with."""
 
 
-def check_resume(recorded: dict[str, Any], cfg: TrainConfig) -> dict[str, tuple]:
-    """The accepted changes of a resume; raise on any change not named in ``accept_changes``."""
-    changes = recipe_changes(recorded, cfg)
+def check_resume(
+    recorded: dict[str, Any], cfg: TrainConfig, resolved: dict[str, tuple] | None = None
+) -> dict[str, tuple]:
+    """The accepted changes of a resume; raise on any change not named in ``accept_changes``.
+
+    ``resolved``: changes of settings compared by what they resolve to (config.RESOLVED_FIELDS)."""
+    changes = {**recipe_changes(recorded, cfg), **(resolved or {})}
     refused = {k: v for k, v in changes.items() if k not in cfg.accept_changes}
     if refused:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
@@ -169,7 +177,14 @@ class Trainer:
         last = self.ckpt_dir / "last.pt"
         resuming = cfg.resume and last.is_file()
         # Checked before anything is written: a refused resume leaves the run as it was.
-        changes = check_resume(load_checkpoint(last)["config"], cfg) if resuming else {}
+        recorded = load_checkpoint(last) if resuming else None
+        changes = check_resume(recorded["config"], cfg) if recorded else {}
+
+        train_records, val_records, self.selected_on = split_records(cfg)
+        num_ids = len({r.person_id for r in train_records})
+        self.core, self.model_cfg, self.spec = build_model(cfg, num_ids)
+        if recorded:
+            changes = check_resume(recorded["config"], cfg, self._activation_change(recorded))
         if self.rt.is_main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(
@@ -182,10 +197,7 @@ class Trainer:
         if changes:
             log.warning("resuming with changed settings (accepted): %s", changes)
             self.log.write(kind="recipe_change", changes={k: list(v) for k, v in changes.items()})
-
-        train_records, val_records, self.selected_on = split_records(cfg)
-        num_ids = len({r.person_id for r in train_records})
-        self.core, self.model_cfg, self.spec = build_model(cfg, num_ids)
+        self.log.write(kind="model", pretrained=cfg.pretrained, **self._activation().record())
         self.core.to(self.rt.device)
         open_clip = import_open_clip()
         self.mean = tuple(open_clip.OPENAI_DATASET_MEAN)
@@ -251,6 +263,16 @@ class Trainer:
                 self.core,
                 device_ids=[self.rt.device.index] if self.rt.device.type == "cuda" else None,
             )
+
+    def _activation(self) -> Activation:
+        return Activation(bool(self.spec.quick_gelu), self.spec.quick_gelu_source or "")
+
+    def _activation_change(self, recorded: dict[str, Any]) -> dict[str, tuple]:
+        """quick_gelu as the recorded run resolved it vs now; {} when they agree."""
+        before = bool(recorded["model_cfg"].get("quick_gelu", False))
+        if before == self.spec.quick_gelu:
+            return {}
+        return {"quick_gelu": (before, self.spec.quick_gelu)}
 
     def _batch_sampler(self) -> EpochBatchSampler:
         """The global batches of the recipe; each process keeps its share of every one."""

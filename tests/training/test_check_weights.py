@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from bundle.openclip_import import import_open_clip
 from tests.training.model.test_weights import openai_source, write_torchscript
+from training.check_weights import OPENAI_PUBLISHED, published_as
 from training.cli import main
 from training.model.towers import TowerSpec, build_towers
 
@@ -45,11 +48,16 @@ def test_reports_the_openai_archive(
     path, elements = openai_file
     report = _run(["check-weights", str(path), "--quiet"], capsys)
     assert report["path"] == str(path)
+    assert report["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert report["published_as"] is None  # a stand-in, not OpenAI's file
     assert report["format"] == "openai-torchscript"
     assert report["architecture"]["name"] == "ViT-B-16"
     assert report["architecture"]["grid"] == [14, 14]
     assert report["model"]["name"] == "ViT-B-16"
     assert report["model"]["image_size"] == [384, 128]
+    # auto: OpenAI's archive means QuickGELU
+    assert report["model"]["quick_gelu"] is True
+    assert report["model"]["quick_gelu_source"] == "OpenAI's TorchScript archive"
     assert report["model"]["architecture"]["grid"] == [24, 8]
     # Every CLIP parameter of the file, with 197 positions of width 768 resized to 1 + 24×8.
     assert report["parameters"] == elements + (1 + 24 * 8 - 197) * 768
@@ -69,6 +77,7 @@ def test_zero_shot_metrics_on_a_split(
 ) -> None:
     argv = ["check-weights", str(tiny_file), "--model", "tiny", "--dataset", "cuhk-pedes"]
     argv += ["--root", str(synthetic_root), "--split", "test", "--device", "cpu"]
+    argv += ["--quick-gelu", "false"]  # a bare state dict does not record it
     report = _run([*argv, "--workers", "0", "--quiet"], capsys)
     assert report["format"] == "state-dict"
     assert report["resized"] == []  # saved at the tiny model's own 192×64
@@ -96,3 +105,33 @@ def test_a_bad_file_exits_2_with_one_stderr_line(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"error: could not load {bad}: truncated or corrupt zip archive")
+
+
+def test_the_digest_openai_publishes_is_named() -> None:
+    # OpenAI's clip package (and open_clip after it) downloads ViT-B-16.pt from a URL whose
+    # folder is the file's SHA-256, and checks the download against it.
+    url = import_open_clip().get_pretrained_url("ViT-B-16", "openai")
+    digest = url.split("/")[-2]
+    assert url.endswith("/ViT-B-16.pt") and set(OPENAI_PUBLISHED) == {digest}
+    assert "ViT-B/16" in (published_as(digest.upper()) or "")
+    assert published_as(hashlib.sha256(b"another file").hexdigest()) is None
+
+
+def test_quick_gelu_is_asked_for_when_the_file_does_not_record_it(
+    tiny_file: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["check-weights", str(tiny_file), "--model", "tiny", "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tiny_file} does not record whether") and "\n" not in err
+    assert "--quick-gelu true or --quick-gelu false" in err
+    report = _run([*argv, "--quick-gelu", "true"], capsys)
+    assert report["model"]["quick_gelu"] is True
+    assert report["model"]["quick_gelu_source"] == "--quick-gelu true"
+
+
+def test_a_missing_path_names_the_argument(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    absent = tmp_path / "ViT-B-16.pt"
+    assert main(["check-weights", str(absent), "--model", "tiny", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: check-weights PATH {absent}: no such file (give the weights file itself)"

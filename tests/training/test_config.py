@@ -91,6 +91,24 @@ def test_recipe_changes_ignore_run_only_settings() -> None:
     assert "adam_eps" in recipe_changes(old, new.model_copy(update={"adam_eps": 1e-3}))
 
 
+def test_quick_gelu_is_auto_true_or_false(tmp_path: Path) -> None:
+    from training.cli import build_parser
+
+    args = vars(build_parser().parse_args(["train", "--root", ".", "--quick-gelu", "False"]))
+    assert args["quick_gelu"] == "false"
+    assert load_config(None, {"root": ".", "quick_gelu": args["quick_gelu"]}).quick_gelu is False
+    assert load_config(None, {"root": ".", "quick_gelu": "auto"}).quick_gelu == "auto"
+    assert TrainConfig(root=Path("."), quick_gelu=None).quick_gelu == "auto"  # recorded before auto
+    path = tmp_path / "cfg.yaml"
+    path.write_text("root: /data\nquick_gelu: true\n")
+    assert load_config(path, {}).quick_gelu is True
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--root", ".", "--quick-gelu", "maybe"])
+    # Compared by what it resolves to once the towers are built (train.py), not as written.
+    old = TrainConfig(root=Path("/d")).model_dump(mode="json")
+    assert recipe_changes(old, TrainConfig(root=Path("/d"), quick_gelu=True)) == {}
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_shipped_configs_load(name: str) -> None:
     cfg = load_config(CONFIGS / name, {"root": Path(".")})

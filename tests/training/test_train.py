@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -287,3 +288,60 @@ def test_a_run_stopped_mid_epoch_resumes_at_the_next_batch(
     assert [(e, s) for e, s, *_ in resumed] == [(e, s) for e, s, *_ in whole]
     assert [lr for *_, lr, _ in resumed] == pytest.approx([lr for *_, lr, _ in whole], rel=1e-12)
     assert [loss for *_, loss in resumed] == pytest.approx([loss for *_, loss in whole], rel=1e-4)
+
+
+def test_the_activation_is_resolved_logged_recorded_and_kept_on_resume(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OpenAI's archive under auto trains with QuickGELU: the run log, the bundle and the export's
+    own log say so, and a resume that would change it is refused before anything is written.
+    (No step is trained: the run's checkpoints are the ones an epoch's end writes.)"""
+    from tests.training.model.test_weights import write_torchscript
+    from training.config import TrainConfig
+    from training.export import export_bundle
+    from training.train import RecipeChangedError, Trainer
+
+    torch.manual_seed(0)
+    state = {k: v.half() for k, v in build_towers(TowerSpec("tiny"))[0].state_dict().items()}
+    archive = write_torchscript(state, tmp_path / "ViT-B-16.pt")
+    out = tmp_path / "run"
+
+    def config(**extra: object) -> TrainConfig:
+        return TrainConfig(
+            root=synthetic_root, model="tiny", pretrained=str(archive), epochs=1, batch_size=16,
+            instances_per_id=2, val_split="none", workers=0, losses=["cmpm"], out=out, **extra,
+        )  # fmt: skip
+
+    with caplog.at_level(logging.INFO, logger="training.model.towers"):
+        Trainer(config())._end_of_epoch(finished_epoch=False)
+        export_bundle(out / "checkpoints" / "best.pt", out / "bundle")
+    towers = [r.getMessage() for r in caplog.records if r.name == "training.model.towers"]
+    assert len(towers) == 2  # the run's towers, then the export's
+    assert all("QuickGELU (OpenAI's TorchScript archive)" in line for line in towers), towers
+    entries = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    record = {"quick_gelu": True, "source": "OpenAI's TorchScript archive"}
+    assert {"kind": "model", "pretrained": str(archive), **record} in entries
+    meta = json.loads((out / "bundle" / "bundle.json").read_text())
+    assert meta["activation"] == record
+    config_file = json.loads((out / "bundle" / "open_clip_config.json").read_text())
+    assert config_file["model_cfg"]["quick_gelu"] is True
+
+    # A checkpoint of a run from before the spec held the resolved activation exports the truth.
+    old = load_checkpoint(out / "checkpoints" / "last.pt")
+    old["spec"] = {k: v for k, v in old["spec"].items() if k != "quick_gelu_source"}
+    old["spec"]["quick_gelu"] = None
+    torch.save(old, tmp_path / "old.pt")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="training.model.towers"):
+        export_bundle(tmp_path / "old.pt", tmp_path / "old-bundle")
+    assert "QuickGELU (the training run's model config)" in caplog.text
+    assert json.loads((tmp_path / "old-bundle" / "bundle.json").read_text())["activation"] == {
+        "quick_gelu": True,
+        "source": "the training run's model config",
+    }
+
+    files = [out / "config.yaml", out / "log.jsonl", out / "checkpoints" / "last.pt"]
+    before = [p.read_bytes() for p in files]
+    with pytest.raises(RecipeChangedError, match=r"quick_gelu: True -> False.*quick_gelu"):
+        Trainer(config(quick_gelu=False))
+    assert [p.read_bytes() for p in files] == before

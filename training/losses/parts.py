@@ -3,14 +3,33 @@ embeddings and the commonality-based margin ranking loss (CMR) on the fine ones.
 
 S(a, b) pairs image a with text b; the positive of a is its own caption (works with any batch
 sampler); negatives are items of other persons. Every hinge takes the hardest negative, in
-both directions. All inputs are unit vectors; everything is computed in fp32.
+both directions. All inputs are unit vectors; everything is computed in fp32, with autocast off
+(as parts.md asks): under bf16 autocast κ and the similarities would otherwise come out bf16.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+_P = ParamSpec("_P")
+
+
+def _fp32(loss: Callable[_P, Tensor]) -> Callable[_P, Tensor]:
+    """Run ``loss`` with autocast off on its first tensor's device (its inputs go to float32)."""
+
+    @functools.wraps(loss)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> Tensor:
+        device = next(a.device.type for a in args if isinstance(a, Tensor))
+        with torch.autocast(device_type=device, enabled=False):
+            return loss(*args, **kwargs)
+
+    return run
 
 
 def _hardest_hinges(sim: Tensor, margin: Tensor | float, negatives: Tensor) -> Tensor:
@@ -32,6 +51,7 @@ def _negatives(person_ids: Tensor) -> Tensor:
     return pids.unsqueeze(0) != pids.unsqueeze(1)
 
 
+@_fp32
 def coarse_ranking_loss(
     image_coarse: Tensor, text_coarse: Tensor, person_ids: Tensor, alpha: float = 0.2
 ) -> Tensor:
@@ -42,6 +62,7 @@ def coarse_ranking_loss(
     return _hardest_hinges(sim, alpha, _negatives(person_ids)) / sim.shape[0]
 
 
+@_fp32
 def commonality(image_fine: Tensor, text_fine: Tensor) -> Tensor:
     """κ^k_ab = clip(½[cos(f_v,a^k, f_v,b^k) + cos(f_t,a^k, f_t,b^k)], 0, 1), (K, B, B), no
     gradient: how alike part k of a and b are, in either modality."""
@@ -51,6 +72,7 @@ def commonality(image_fine: Tensor, text_fine: Tensor) -> Tensor:
     return (0.5 * (same_v + same_t)).clamp(0.0, 1.0)
 
 
+@_fp32
 def cmr_loss(
     image_fine: Tensor,
     text_fine: Tensor,
@@ -69,6 +91,7 @@ def cmr_loss(
     return total / (k_parts * batch)
 
 
+@_fp32
 def slot_id_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Cross-entropy of every slot's identity logits (B, slots, N) against labels (B,), averaged."""
     b, slots, n = logits.shape

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from bundle.openclip_import import import_open_clip
-from training.model.weights import WeightsError, WeightsReport, load_weights, read_weights
+from training.model.activation import (
+    Activation,
+    ActivationUnknownError,
+    flag_source,
+    for_file,
+    for_tag,
+    unknown_message,
+)
+from training.model.weights import (
+    Weights,
+    WeightsError,
+    WeightsReport,
+    load_weights,
+    log_loaded,
+    read_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +44,8 @@ class TowerSpec:
     model: str = "tiny"
     pretrained: str = "none"  # none | an open_clip tag (openai, …) | PATH
     image_size: tuple[int, int] | None = None
-    quick_gelu: bool | None = None  # None: on for OpenAI weights (openai or a file), off for none
+    quick_gelu: bool | None = None  # None: auto, as the weights record it (model/activation.py)
+    quick_gelu_source: str | None = None  # why quick_gelu is set, when not by --quick-gelu
     # How a pretrained square position grid is resized to the model's: open_clip's bicubic, or
     # the reference code's plain bilinear.
     pos_interpolation: str = "bicubic"
@@ -37,17 +53,14 @@ class TowerSpec:
     def resolved_image_size(self) -> tuple[int, int]:
         return tuple(self.image_size or DEFAULT_IMAGE_SIZE[self.model])
 
-    def resolved_quick_gelu(self) -> bool:
-        """OpenAI's weights (the openai tag, or a file: OpenAI's is the one users hold) were
-        trained with QuickGELU; other open_clip tags say which activation they were trained with."""
-        if self.quick_gelu is not None:
-            return self.quick_gelu
-        if self.pretrained in ("none", "openai"):
-            return self.pretrained == "openai"
-        open_clip = import_open_clip()
-        if open_clip.is_pretrained_cfg(self.model, self.pretrained):
-            return bool(open_clip.get_pretrained_cfg(self.model, self.pretrained).get("quick_gelu"))
-        return True
+
+@dataclass(frozen=True)
+class Towers:
+    model: torch.nn.Module
+    model_cfg: dict  # the exact open_clip config a bundle needs to rebuild the model
+    report: WeightsReport | None  # what was loaded, when ``pretrained`` is a weights file
+    activation: Activation
+    spec: TowerSpec  # the spec asked for, its activation resolved
 
 
 def _model_config(name: str) -> dict:
@@ -132,17 +145,37 @@ def _create_model(
             root.removeFilter(quiet)
 
 
-def build_towers_with_report(
-    spec: TowerSpec,
-) -> tuple[torch.nn.Module, dict, WeightsReport | None]:
-    """build_towers, plus what was loaded when ``spec.pretrained`` is a weights file."""
+def _activation(
+    spec: TowerSpec, tag: str | None, weights: Weights | None
+) -> tuple[Activation | None, str]:
+    """The activation to build with, or None and why ``auto`` cannot tell (raised once the file
+    has loaded, so that a file that does not fit is named first)."""
+    try:
+        recorded = for_file(weights) if weights is not None else for_tag(spec.model, tag)
+        unknown = "" if recorded else unknown_message(weights.path if weights else spec.pretrained)
+    except ActivationUnknownError as err:
+        recorded, unknown = None, str(err)
+    if spec.quick_gelu is None:
+        return recorded, unknown
+    chosen = Activation(spec.quick_gelu, spec.quick_gelu_source or flag_source(spec.quick_gelu))
+    tag_or_file = tag is not None or weights is not None
+    if recorded is not None and tag_or_file and recorded.quick_gelu != chosen.quick_gelu:
+        log.warning(
+            "%s, although %s records %s",
+            chosen.describe(),
+            spec.pretrained,
+            recorded.describe(),
+        )
+    return chosen, ""
+
+
+def build_towers_with_report(spec: TowerSpec) -> Towers:
+    """build_towers, plus what was loaded and the activation chosen, and why."""
     if spec.model not in MODELS:
         raise TowerError(f"unknown model {spec.model!r}; known: {', '.join(MODELS)}")
     image_size = spec.resolved_image_size()
-    quick_gelu = spec.resolved_quick_gelu()
     cfg = _model_config(spec.model)
     cfg["vision_cfg"]["image_size"] = list(image_size)
-    cfg["quick_gelu"] = quick_gelu
     tag, path = _pretrained_source(spec)
     if tag is not None and spec.pos_interpolation != "bicubic":
         # open_clip resizes a tag's grid bicubically while loading; our loader takes the file
@@ -154,26 +187,34 @@ def build_towers_with_report(
     report = None
     try:
         weights = read_weights(path) if path is not None else None
+        activation, unknown = _activation(spec, tag, weights)
+        quick_gelu = activation.quick_gelu if activation else False
         model = _create_model(spec, tag, image_size, quick_gelu, filled=weights is not None)
         if weights is not None:
             report = load_weights(model, weights, spec.model, spec.pos_interpolation)
     except WeightsError as err:
         raise TowerError(str(err)) from err
+    if activation is None:
+        raise TowerError(unknown)
+    if report is not None:
+        log_loaded(report, spec.model)
+    cfg["quick_gelu"] = activation.quick_gelu
     log.info(
-        "towers %s (%s) image %sx%s quick_gelu=%s: %.1fM parameters",
+        "towers %s (%s) image %sx%s, %s: %.1fM parameters",
         spec.model,
         spec.pretrained,
         *image_size,
-        quick_gelu,
+        activation.describe(),
         sum(p.numel() for p in model.parameters()) / 1e6,
     )
-    return model, cfg, report
+    resolved = replace(spec, quick_gelu=activation.quick_gelu, quick_gelu_source=activation.source)
+    return Towers(model, cfg, report, activation, resolved)
 
 
 def build_towers(spec: TowerSpec) -> tuple[torch.nn.Module, dict]:
     """Return the open_clip CLIP model and the exact model config a bundle needs to rebuild it."""
-    model, cfg, _ = build_towers_with_report(spec)
-    return model, cfg
+    towers = build_towers_with_report(spec)
+    return towers.model, towers.model_cfg
 
 
 def _first_line(err: BaseException) -> str:

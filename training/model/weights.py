@@ -1,7 +1,8 @@
 """Read a CLIP weights file of any common format and load it strictly into an open_clip model.
 
 Formats: OpenAI's TorchScript archive (what the ``clip`` package caches, e.g. ``ViT-B-16.pt``),
-a plain state dict, an open_clip training checkpoint (``{"state_dict": ...}``, keys maybe
+a plain state dict (one saved from OpenAI's archive keeps its int config entries: dropped, as the
+archive's are), an open_clip training checkpoint (``{"state_dict": ...}``, keys maybe
 prefixed ``module.``) and ``.safetensors``. Pickles are only ever read with
 ``torch.load(weights_only=True)``: a file holding other Python objects is refused, never run.
 Loading is strict; the one tolerated difference is the image position grid, resized with
@@ -46,6 +47,8 @@ class Weights:
     path: str
     format: str
     state_dict: dict[str, torch.Tensor]
+    # The file carried OpenAI's config entries: its archive, or a state dict taken from one.
+    openai_config: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class WeightsReport:
     file_arch: Arch
     model_arch: Arch
     resized: list[Resize] = field(default_factory=list)
+    interpolation: str = "bicubic"  # how a position grid was (or would be) resized
 
 
 # --------------------------------------------------------------------------- reading
@@ -245,9 +249,25 @@ def read_weights(path: str | Path) -> Weights:
     else:
         fmt, state = _unwrap(_read_pickle(path), path)
     tensors = _tensors_only(state, path)
+    openai_config = fmt == TORCHSCRIPT or _drop_openai_config(tensors)
     # OpenAI ships fp16; training and the resize want float32.
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-    return Weights(str(path), fmt, tensors)
+    return Weights(str(path), fmt, tensors, openai_config)
+
+
+def _drop_openai_config(tensors: dict[str, torch.Tensor]) -> bool:
+    """Remove OpenAI's three int config scalars from a state dict saved from its archive
+    (``torch.jit.load(...).state_dict()``); whether they were all there."""
+    found = [
+        k
+        for k in OPENAI_CONFIG_KEYS
+        if k in tensors and tensors[k].ndim == 0 and not tensors[k].is_floating_point()
+    ]
+    if len(found) < len(OPENAI_CONFIG_KEYS):
+        return False
+    for key in found:
+        del tensors[key]
+    return True
 
 
 # --------------------------------------------------------------------------- architecture
@@ -422,7 +442,8 @@ def load_weights(
     interpolation: str = "bicubic",
 ) -> WeightsReport:
     """Load a file (or what read_weights made of it) into ``model`` strictly: only the image
-    position grid may be resized (``interpolation``: bicubic, or bilinear as the reference)."""
+    position grid may be resized (``interpolation``: bicubic, or bilinear as the reference).
+    Logs nothing: the caller logs the report (log_loaded) once the load is accepted."""
     if not isinstance(weights, Weights):
         weights = read_weights(weights)
     state = dict(weights.state_dict)
@@ -445,7 +466,13 @@ def load_weights(
         file_arch=file_arch,
         model_arch=want,
         resized=resized,
+        interpolation=interpolation,
     )
+    return report
+
+
+def log_loaded(report: WeightsReport, model_name: str | None = None) -> None:
+    """One log line: what was loaded, and what was resized."""
     log.info(
         "loaded %s (%s): %d tensors into %s, %.1fM parameters; resized (%s): %s",
         report.path,
@@ -453,7 +480,6 @@ def load_weights(
         report.tensors,
         model_name or "the model",
         report.parameters / 1e6,
-        interpolation,
-        "; ".join(r.describe() for r in resized) or "nothing",
+        report.interpolation,
+        "; ".join(r.describe() for r in report.resized) or "nothing",
     )
-    return report

@@ -56,3 +56,28 @@ def test_slot_id_loss_is_the_hand_cross_entropy() -> None:
     label = torch.tensor([1])
     by_hand = (F.cross_entropy(logits[:, 0], label) + F.cross_entropy(logits[:, 1], label)) / 2
     assert slot_id_loss(logits, label).item() == pytest.approx(by_hand.item())
+
+
+def test_under_bf16_autocast_everything_stays_fp32() -> None:
+    """parts.md: all in fp32. Under autocast κ, the similarities and the losses come out exactly
+    as they do without it (autocast would otherwise run the einsums and matmuls in bf16)."""
+    gen = torch.Generator().manual_seed(0)
+    v, t = (F.normalize(torch.randn(8, 6, 16, generator=gen), dim=-1) for _ in range(2))
+    ids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    logits = torch.randn(8, 10, 4, generator=gen)
+
+    def all_terms() -> list[torch.Tensor]:
+        return [
+            commonality(v, t),
+            cmr_loss(v, t, ids),
+            coarse_ranking_loss(v[:, :4], t[:, :4], ids),
+            slot_id_loss(logits, ids),
+        ]
+
+    fp32 = all_terms()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.matmul(v[:, 0], t[:, 0].T).dtype == torch.bfloat16  # autocast is on
+        mixed = all_terms()
+    for plain, under in zip(fp32, mixed, strict=True):
+        assert under.dtype == torch.float32
+        assert torch.equal(plain, under)

@@ -22,8 +22,9 @@ def test_local_weights_file_loads_and_resizes_the_position_grid(tmp_path: Path) 
     source, _ = build_towers(TowerSpec("tiny", image_size=(64, 64)))
     path = tmp_path / "tiny.pt"
     torch.save(source.state_dict(), path)
-    loaded, cfg = build_towers(TowerSpec("tiny", pretrained=str(path), image_size=(384, 128)))
-    assert cfg["quick_gelu"] is True  # a weights file is taken as OpenAI-derived unless told
+    spec = TowerSpec("tiny", pretrained=str(path), image_size=(384, 128), quick_gelu=False)
+    loaded, cfg = build_towers(spec)
+    assert cfg["quick_gelu"] is False  # a bare state dict records no activation: as told
     assert loaded.visual.positional_embedding.shape[0] == 1 + 24 * 8
     assert torch.equal(loaded.token_embedding.weight, source.token_embedding.weight)
 

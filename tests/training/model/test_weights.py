@@ -103,7 +103,8 @@ def test_every_format_loads_every_tensor(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.INFO, logger="training.model.weights"):
-        model, cfg = build_towers(TowerSpec("ViT-B-16", pretrained=str(weight_files[fmt])))
+        spec = TowerSpec("ViT-B-16", pretrained=str(weight_files[fmt]), quick_gelu=True)
+        model, cfg = build_towers(spec)
     assert cfg["quick_gelu"] is True and cfg["vision_cfg"]["image_size"] == [384, 128]
     loaded = model.state_dict()
     assert set(loaded) == set(source)
