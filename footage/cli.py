@@ -84,7 +84,7 @@ def run(args: argparse.Namespace, progress: bool) -> dict[str, Any]:
     reports = []
     with closing(store):
         for job in jobs:
-            report = ingest_recording(store, bundle, job, crops, args.batch_size, 0, progress)
+            report = ingest_recording(store, bundle, job, crops, args.batch_size, progress)
             log.info(
                 "%s: %d tracks, %d crops, %d added",
                 job.video,

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,31 +167,37 @@ def _analyse_and_save(
     return saved
 
 
-def ingest_recording(
+def add_entries(
     store: GalleryStore,
     bundle: Bundle,
-    job: FootageJob,
-    crops_root: Path,
+    entries: list[GalleryEntry],
     batch_size: int = 64,
-    workers: int = 0,
     progress: bool = True,
     on_progress: Progress | None = None,
-) -> FootageReport:
+    guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> tuple[int, int]:
+    """Encode and add ``entries`` in atomic batches, each under ``guard()`` (a writer's lock);
+    entries already in the store are skipped without encoding. (added, already present)."""
     from index.ingest import ingest
 
-    key, entries, tracks, sampled = prepare(job, crops_root, progress, on_progress)
     added = already = 0
     for begin in range(0, len(entries), batch_size):
         batch = entries[begin : begin + batch_size]
-        report = ingest(store, bundle, batch, batch_size, workers, progress)
+        with guard():
+            report = ingest(store, bundle, batch, batch_size, 0, progress)
         if report.failures:
             path, reason = report.failures[0]
-            raise FootageError(f"crop {path} cannot be read ({reason})")
+            raise FootageError(f"crop {path} cannot be read ({reason})", "damaged")
         added += len(report.added)
         already += len(report.duplicates)
         if on_progress is not None:
             on_progress("encoding", begin + len(batch), len(entries))
-    summary = [
+    return added, already
+
+
+def summary(tracks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a report says of each track."""
+    return [
         {
             "track": t["track"],
             "person_id": t["person_id"],
@@ -200,4 +207,17 @@ def ingest_recording(
         }
         for t in tracks
     ]
-    return FootageReport(key, summary, len(entries), added, already, sampled)
+
+
+def ingest_recording(
+    store: GalleryStore,
+    bundle: Bundle,
+    job: FootageJob,
+    crops_root: Path,
+    batch_size: int = 64,
+    progress: bool = True,
+    on_progress: Progress | None = None,
+) -> FootageReport:
+    key, entries, tracks, sampled = prepare(job, crops_root, progress, on_progress)
+    added, already = add_entries(store, bundle, entries, batch_size, progress, on_progress)
+    return FootageReport(key, summary(tracks), len(entries), added, already, sampled)

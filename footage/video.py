@@ -36,6 +36,7 @@ class VideoInfo:
     height: int
     declared_frames: int  # 0 when the container does not say
     fps: float  # 0 when unknown
+    format: str  # FFmpeg's names of the container format, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
 
 
 def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
@@ -47,6 +48,7 @@ def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
             height=int(stream.codec_context.height or 0),
             declared_frames=int(stream.frames or 0),
             fps=float(stream.average_rate or 0),
+            format=container.format.name,
         )
     _check_size(path, info.width, info.height, max_pixels)
     return info
@@ -79,13 +81,44 @@ def sampled_frames(
                 next_time = (int((t + 1e-6) / step) + 1) * step
                 yield Frame(decoded - 1, t, frame.to_ndarray(format="rgb24"))
         except av.FFmpegError as err:
-            raise FootageError(f"{path}: the recording is damaged or truncated ({err})") from None
-    if decoded == 0:
-        raise FootageError(f"{path}: the recording has no video frames")
-    if info.declared_frames and decoded < info.declared_frames * (1 - _TRUNCATION_SLACK) - 1:
+            raise FootageError(
+                f"{path}: the recording is damaged or truncated ({err})", "damaged"
+            ) from None
+    _check_count(path, decoded, info.declared_frames)
+
+
+def scan(path: Path, formats: tuple[str, ...], max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
+    """A quick check of a whole recording without decoding it: its container is one of
+    ``formats`` (FFmpeg's short names: mp4, matroska, avi, ...), and its video packets can all
+    be read and are as many as its header declares. Reads the file once, at disk speed."""
+    info = probe(path, max_pixels)
+    if not set(info.format.split(",")) & set(formats):
         raise FootageError(
-            f"{path}: the recording ends after {decoded} of the {info.declared_frames} frames "
-            "it declares (truncated)"
+            f"{path}: a {info.format.split(',')[0]} file; accepted: {', '.join(formats)}",
+            "not_video",
+        )
+    packets = 0
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        try:
+            for packet in container.demux(stream):
+                packets += packet.size > 0
+        except av.FFmpegError as err:
+            raise FootageError(
+                f"{path}: the recording is damaged or truncated ({err})", "damaged"
+            ) from None
+    _check_count(path, packets, info.declared_frames)
+    return info
+
+
+def _check_count(path: Path, frames: int, declared: int) -> None:
+    if frames == 0:
+        raise FootageError(f"{path}: the recording has no video frames", "damaged")
+    if declared and frames < declared * (1 - _TRUNCATION_SLACK) - 1:
+        raise FootageError(
+            f"{path}: the recording ends after {frames} of the {declared} frames it declares "
+            "(truncated)",
+            "damaged",
         )
 
 
@@ -95,21 +128,22 @@ def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r")
     except av.FFmpegError as err:
-        raise FootageError(f"{path}: not a video FFmpeg can read ({err})") from None
+        raise FootageError(f"{path}: not a video FFmpeg can read ({err})", "not_video") from None
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
     if not container.streams.video:
-        raise FootageError(f"{path}: the file has no video stream")
+        raise FootageError(f"{path}: the file has no video stream", "not_video")
     return container.streams.video[0]
 
 
 def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
-        raise FootageError(f"{path}: the video stream has no frame size")
+        raise FootageError(f"{path}: the video stream has no frame size", "damaged")
     if width * height > max_pixels:
         raise FootageError(
-            f"{path}: frames of {width}x{height} exceed the limit of {max_pixels} pixels"
+            f"{path}: frames of {width}x{height} exceed the limit of {max_pixels} pixels",
+            "too_large",
         )
 
 

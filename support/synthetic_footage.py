@@ -123,8 +123,11 @@ def make_footage(
     seed: int = 0,
     pillar: bool = True,
 ) -> Path:
-    """One sequence folder under ``out``; returns it. ``size`` is (height, width), even."""
+    """One sequence folder under ``out``; returns it. ``size`` is (height, width), even. A
+    finished folder (its seqinfo.json, written last) is returned as it is."""
     out = Path(out)
+    if (out / "seqinfo.json").is_file():
+        return out
     (out / "gt").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     H, W = size
