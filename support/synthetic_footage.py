@@ -34,6 +34,7 @@ _KEYS = ((255, 0, 255), (0, 255, 0))
 class Walker:
     pid: int
     identity: Identity
+    view: str  # front | back | side, as the renderer draws it
     direction: int  # +1 walks screen-right
     x0: float  # centre x at frame 0, fraction of the width
     speed: float  # fraction of the width per frame
@@ -63,10 +64,13 @@ def _sprite(identity: Identity, variation: Variation, height: int) -> tuple[np.n
 def _walker(rng: random.Random, pid: int, identity: Identity, frames: int, n: int) -> Walker:
     direction = 1 if n % 2 == 0 else -1
     base = sample_variation(rng, identity)
+    # Most people seen walking past a camera face it or turn from it at an angle; a third are
+    # drawn side on (the hardest for a detector trained on upright, mostly frontal people).
+    view = rng.choices(("front", "back", "side"), weights=(0.4, 0.3, 0.3))[0]
     sprites = []
     for stride in (4.0, 14.0, 22.0, 14.0):
         var = Variation(
-            view="side",
+            view=view,
             facing=direction,
             scale=1.0,
             x_shift=0.0,
@@ -90,6 +94,7 @@ def _walker(rng: random.Random, pid: int, identity: Identity, frames: int, n: in
     return Walker(
         pid=pid,
         identity=identity,
+        view=view,
         direction=direction,
         x0=0.1 if direction > 0 else 0.9,
         speed=travel / frames,
@@ -162,7 +167,7 @@ def make_footage(
         container.mux(stream.encode())
     (out / "gt" / "gt.txt").write_text("".join(rows))
     captions = {
-        w.pid: make_captions(w.identity, "side", random.Random(seed * 1000 + w.pid), count=2)
+        w.pid: make_captions(w.identity, w.view, random.Random(seed * 1000 + w.pid), count=2)
         for w in walkers
     }
     (out / "people.json").write_text(json.dumps(captions, indent=2))
