@@ -33,10 +33,13 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+if TYPE_CHECKING:
+    from footage.detectors import Detector
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -68,8 +71,9 @@ def _match(truth: list, boxes: np.ndarray) -> tuple[list[tuple[int, int]], set[i
     return [(r, c) for r, c in pairs if truth[r][2] >= MIN_VISIBLE], ignored
 
 
-def evaluate(seq: Path, detector_spec: str) -> dict[str, Any]:
-    """Detection and tracking figures of one detector on one sequence, every frame analysed."""
+def evaluate(seq: Path, detector_spec: str | Detector) -> dict[str, Any]:
+    """Detection and tracking figures of one detector (a spec, or a detector itself) on one
+    sequence, every frame analysed."""
     import motmetrics as mm
 
     from footage.analysis import AnalysisOptions, analyse
@@ -78,7 +82,7 @@ def evaluate(seq: Path, detector_spec: str) -> dict[str, Any]:
 
     info = json.loads((seq / "seqinfo.json").read_text())
     truth = read_truth(seq / "gt" / "gt.txt")
-    detector = make_detector(detector_spec)
+    detector = make_detector(detector_spec) if isinstance(detector_spec, str) else detector_spec
     began = time.perf_counter()
     analysis = analyse(
         seq / "video.mp4", detector, AnalysisOptions(sample_fps=info["fps"]), progress=False
