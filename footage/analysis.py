@@ -6,6 +6,7 @@ anything changes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,6 @@ def analyse(
     on_frame: Callable[[int, int], None] | None = None,
 ) -> Analysis:
     """``on_frame(sampled so far, expected)`` is called after each sampled frame."""
-    import time
-
     info = probe(path, options.max_pixels)
     expected = _expected_samples(info.declared_frames, info.fps, options.sample_fps)
     tracker = ByteTracker()

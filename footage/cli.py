@@ -11,7 +11,7 @@ from typing import Any
 from footage.analysis import AnalysisOptions
 from footage.detectors import DETECTOR_HELP
 from footage.errors import FootageError
-from footage.job import FootageJob, ingest_recording, prepare
+from footage.job import FootageJob, FootageReport, add_entries, prepare, summary
 from index.errors import IndexStoreError
 from index.metadata_fields import TIME_HELP, parse_time
 from index.stores import store_kind
@@ -69,8 +69,7 @@ def run(args: argparse.Namespace, progress: bool) -> dict[str, Any]:
     jobs = [FootageJob(v, args.camera, start, args.detector, options) for v in args.videos]
     crops = _crops_root(args)
     # Every recording is read and checked before the store is touched.
-    for job in jobs:
-        prepare(job, crops, progress)
+    prepared = [prepare(job, crops, progress) for job in jobs]
     from bundle.encoders import Bundle
     from index.stores import create_store, open_store
 
@@ -83,15 +82,12 @@ def run(args: argparse.Namespace, progress: bool) -> dict[str, Any]:
         store = create_store(args.out, bundle.fingerprint, bundle.dim, use_gpu="never")
     reports = []
     with closing(store):
-        for job in jobs:
-            report = ingest_recording(store, bundle, job, crops, args.batch_size, progress)
+        for job, (key, entries, tracks, sampled) in zip(jobs, prepared, strict=True):
+            added, already = add_entries(store, bundle, entries, args.batch_size, progress)
             log.info(
-                "%s: %d tracks, %d crops, %d added",
-                job.video,
-                len(report.tracks),
-                report.crops,
-                report.added,
+                "%s: %d tracks, %d crops, %d added", job.video, len(tracks), len(entries), added
             )
+            report = FootageReport(key, summary(tracks), len(entries), added, already, sampled)
             reports.append({"video": str(job.video), **report.as_dict()})
         count = store.count()
     return {"store": str(args.out), "recordings": reports, "count": count}

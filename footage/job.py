@@ -22,7 +22,7 @@ from PIL import Image
 
 from bundle.fsio import replace_atomic, write_json_atomic
 from footage.analysis import AnalysisOptions, analyse
-from footage.detectors import make_detector
+from footage.detectors import Detector, make_detector
 from footage.errors import FootageError
 from footage.spans import span_tags, track_person_id
 from index.gallery_sources import GalleryEntry
@@ -138,7 +138,11 @@ def prepare(
 
 
 def _analyse_and_save(
-    job: FootageJob, detector, folder: Path, progress: bool, on_progress: Progress | None
+    job: FootageJob,
+    detector: Detector,
+    folder: Path,
+    progress: bool,
+    on_progress: Progress | None,
 ) -> dict[str, Any]:
     def frame_done(done: int, total: int) -> None:
         if on_progress is not None:
