@@ -157,6 +157,7 @@ def retrieval(seqs: list[Path], bundle_path: Path, detector: str, work: Path) ->
     bundle = Bundle(bundle_path, device="cpu")
     store = create_store(work / "gallery", bundle.fingerprint, bundle.dim, use_gpu="never")
     owner: dict[str, str] = {}  # track person_id -> "SEQ/PERSON"
+    all_tracks: list[str] = []
     queries: list[tuple[str, str]] = []  # (caption, "SEQ/PERSON")
     began = time.perf_counter()
     options = AnalysisOptions()
@@ -165,6 +166,7 @@ def retrieval(seqs: list[Path], bundle_path: Path, detector: str, work: Path) ->
             seq / "video.mp4", f"cam-{n}", 1_714_550_400.0 + 3600 * n, detector, options
         )
         report = ingest_recording(store, bundle, job, work / "crops", progress=False)
+        all_tracks += [t["person_id"] for t in report.tracks]
         truth = read_truth(seq / "gt" / "gt.txt")
         saved = json.loads((work / "crops" / report.recording / MANIFEST).read_text())
         for track in saved["tracks"]:
@@ -190,14 +192,18 @@ def retrieval(seqs: list[Path], bundle_path: Path, detector: str, work: Path) ->
         found = [r for r, t in enumerate(tracks) if owner.get(t) == who]
         ranks.append(found[0] + 1 if found else None)
     store.close()
-    people_with_track = len(set(owner.values()))
+    own = Counter(owner.values())
+    # A random ranking of the tracks puts one of the person's first with this probability.
+    chance = sum(own[who] / max(1, len(all_tracks)) for _, who in queries) / len(queries)
     return {
         "queries": len(queries),
+        "people": len({who for _, who in queries}),
+        "tracks": len(all_tracks),
         "tracks_of_a_person": len(owner),
-        "people_with_a_track": people_with_track,
+        "people_with_a_track": len(own),
         "r1": round(sum(r == 1 for r in ranks) / len(ranks), 4),
         "r5": round(sum(r is not None and r <= 5 for r in ranks) / len(ranks), 4),
-        "chance_r1": round(1 / max(1, len(owner)), 4),
+        "chance_r1": round(chance, 4),
         "ingest_seconds": round(ingest_seconds, 2),
         "bundle": str(bundle_path),
         "bundle_fingerprint": bundle.fingerprint[:12],
