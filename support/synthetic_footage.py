@@ -216,3 +216,48 @@ def read_truth(path: Path) -> dict[int, list[tuple[int, np.ndarray, float]]]:
         box = np.array([float(x), float(y), float(x) + float(w), float(y) + float(h)], np.float32)
         out.setdefault(int(f), []).append((int(pid), box, float(vis)))
     return out
+
+
+def hostile_recordings(source: Path, out: Path) -> dict[str, Path]:
+    """Files a recording check must refuse, made from the recording ``source`` (320x240, as
+    the tests' tiny one): name → file. Each is made once; a finished folder is returned."""
+    out = Path(out)
+    made = {
+        "not-a-video": out / "notes.mp4",
+        "truncated": out / "cut.mp4",  # the index at the end is gone
+        "truncated-faststart": out / "cut-faststart.mp4",  # index first, declares lost frames
+        "huge-frames": out / "huge.mp4",  # 6400x6400: over the 8K limit
+        "no-frames": out / "empty.mp4",  # a header and no frame: no video stream is written
+    }
+    if all(p.is_file() for p in made.values()):
+        return made
+    out.mkdir(parents=True, exist_ok=True)
+    made["not-a-video"].write_text("not a video at all")
+    data = Path(source).read_bytes()
+    made["truncated"].write_bytes(data[: len(data) // 2])
+    whole = out / "whole-faststart.mp4"
+    with (
+        av.open(str(source)) as src,
+        av.open(str(whole), "w", options={"movflags": "faststart"}) as dst,
+    ):
+        stream = dst.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for frame in src.decode(video=0):
+            rgb = frame.to_ndarray(format="rgb24")
+            dst.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        dst.mux(stream.encode())
+    data = whole.read_bytes()
+    made["truncated-faststart"].write_bytes(data[: len(data) * 6 // 10])
+    with av.open(str(made["huge-frames"]), "w") as container:
+        stream = container.add_stream("libx264", rate=1, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 6400, 6400, "yuv420p"
+        frame = av.VideoFrame(6400, 6400, "yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with av.open(str(made["no-frames"]), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        container.start_encoding()
+    return made
