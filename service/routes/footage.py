@@ -21,6 +21,7 @@ from service import audit_events
 from service.deps import RuntimeDep
 from service.footage_jobs import FootageJobs, JobsFullError, JobState, footage_root, job_for
 from service.metadata import MetadataError, as_utc, check_camera_id
+from service.retention import past_retention
 from service.runtime import Runtime
 from service.schemas import ErrorResponse
 from service.security import require_read_key, require_write_key
@@ -129,6 +130,8 @@ async def post_footage(request: Request, runtime: RuntimeDep):
             start = iso_seconds(_text(form, "start"))
         except (MetadataError, ValueError) as err:
             raise HTTPException(422, str(err)) from None
+        if (why := past_retention(start, runtime.settings)) is not None:
+            raise HTTPException(422, why.replace("captured_at", "start"))
         state = _new_job(request, runtime, camera)
         video = footage_root(runtime) / "incoming" / f"{state.job_id}.video"
         try:
@@ -147,7 +150,8 @@ async def post_footage(request: Request, runtime: RuntimeDep):
         _jobs(request, runtime).forget(state.job_id)
         message = str(err).replace(str(video), "the recording")
         raise HTTPException(STATUS_OF[err.reason], message) from None
-    details = {"job": state.job_id, "camera_id": camera, "bytes": size, "file": part.filename}
+    name = (part.filename or "recording")[:100]
+    details = {"job": state.job_id, "camera_id": camera, "bytes": size, "file": name}
     await audit_events.record(request, "footage_upload", details)
     _jobs(request, runtime).start(runtime, state, video, job_for(runtime, video, camera, start))
     return _status(state)

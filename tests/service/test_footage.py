@@ -18,7 +18,9 @@ START = "2024-05-01T08:00:00Z"
 
 @pytest.fixture(scope="module")
 def client(make_settings) -> TestClient:
-    settings = make_settings(footage_sample_fps=8.0, footage_max_bytes=2 * 1024 * 1024)
+    settings = make_settings(
+        footage_sample_fps=8.0, footage_max_bytes=2 * 1024 * 1024, retention_days=365 * 50
+    )
     with TestClient(create_app(settings)) as c:
         wait_ready(c)
         yield c
@@ -112,6 +114,7 @@ def test_a_hostile_recording_is_refused_and_changes_nothing(
         ({"camera_id": "bad camera!"}, "camera_id"),
         ({"start": "yesterday"}, "yesterday"),
         ({"other": "x"}, "unknown form field"),
+        ({"start": "1971-01-01T00:00:00Z"}, "retention"),
     ],
 )
 def test_bad_fields_are_422(client: TestClient, fields: dict, says: str) -> None:
