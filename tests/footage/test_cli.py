@@ -169,3 +169,31 @@ def test_a_detector_file_of_the_wrong_layout_is_one_error_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "transposed" in err[0]
     assert not (tmp_path / "g").exists()
+
+
+def test_a_users_onnx_detector_runs_end_to_end(
+    tiny_footage: Path, random_bundle: Path, tmp_path: Path
+) -> None:
+    """A stand-in export that sees one person at the same place in every frame: one track,
+    whose crops' boxes are that place in frame pixels (320x240 letterboxed into 320x320)."""
+    from tests.footage.onnx_graphs import constant_detector
+
+    # Frame box (100, 60)-(160, 200) is (100, 100)-(160, 240) in the input: 40 px of grey above.
+    person = np.array([[130.0], [170.0], [60.0], [140.0], [0.8], [0.1]], np.float32)
+    model = constant_detector(tmp_path / "yolo.onnx", person)
+    store = tmp_path / "gallery"
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(
+            [
+                *("-q", "footage", "--bundle", str(random_bundle), "--out", str(store)),
+                *("--camera", "gate-2", "--start", START, "--detector", f"onnx:{model}"),
+                str(tiny_footage / "video.mp4"),
+            ]
+        )
+    assert code == 0, err.getvalue()
+    [report] = json.loads(out.getvalue())["recordings"]
+    assert [t["track"] for t in report["tracks"]] == [1] and report["added"] == 3
+    manifest = json.loads((Path(f"{store}.crops") / report["recording"] / MANIFEST).read_text())
+    for crop in manifest["tracks"][0]["crops"]:
+        np.testing.assert_allclose(crop["box"], [100, 60, 160, 200], atol=1e-3)
