@@ -62,6 +62,37 @@ def quality_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_footage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic recording (support/synthetic_footage.py): 2 people, 24 frames of
+    320x240 at 8 frames/s, with MOT ground truth. Seed 2: both walk in clear view, so the HOG
+    detector finds each of them in most frames."""
+    from support.synthetic_footage import make_footage
+
+    return built_once(
+        tmp_path_factory,
+        "footage-tiny",
+        lambda d: make_footage(
+            d, people=2, frames=24, fps=8, size=(240, 320), seed=2, pillar=False
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def hostile_footage(tmp_path_factory: pytest.TempPathFactory, tiny_footage: Path) -> dict:
+    """Recordings every footage check must refuse: name → file (support/synthetic_footage.py)."""
+    from support.synthetic_footage import hostile_recordings
+
+    made: dict = {}
+
+    def build(folder: Path) -> Path:
+        made.update(hostile_recordings(tiny_footage / "video.mp4", folder))
+        return folder
+
+    built_once(tmp_path_factory, "footage-hostile", build)
+    return made
+
+
+@pytest.fixture(scope="session")
 def trained_bundle(tmp_path_factory: pytest.TempPathFactory, quality_root: Path) -> Path:
     """The tiny model trained on ``quality_root`` for a fixed number of epochs: one per run."""
     return built_once(tmp_path_factory, "run", lambda d: make_trained_bundle(quality_root, d))

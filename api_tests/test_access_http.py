@@ -99,6 +99,8 @@ ROUTES = [
     ("GET", "/v1/gallery/{id}/image?thumb=1", None, "reader"),
     ("POST", "/v1/gallery", {"files": {"person_id": (None, "x")}}, "writer"),  # 422: no files
     ("DELETE", "/v1/gallery/no-such-image", None, "writer"),  # 404 once allowed
+    ("POST", "/v1/footage", {"files": {"camera_id": (None, "x")}}, "writer"),  # 422: no file
+    ("GET", "/v1/footage/no-such-job", None, "reader"),  # 404 once allowed
     ("GET", "/v1/audit", None, "admin"),
     ("POST", "/v1/retention?dry_run=true&days=100000", None, "admin"),
     ("GET", "/metrics", None, "admin"),

@@ -16,7 +16,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
-PACKAGES = ("bundle", "training", "index", "service")
+PACKAGES = ("bundle", "training", "index", "footage", "service")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -31,7 +31,7 @@ from service.metrics import Metrics
 from service.middleware import AccessLogMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from service.openapi import install_openapi
 from service.orphans import sweep_loop
-from service.routes import audit, gallery, health, page, search
+from service.routes import audit, footage, gallery, health, page, search
 from service.routes.page import STATIC_DIR
 from service.settings import Settings
 from service.unavailable import store_unavailable
@@ -257,7 +257,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.auth_lockout_failures, settings.auth_lockout_window_s, settings.auth_lockout_s
     )
 
-    routers = [module.router for module in (search, gallery, audit, health, page)]
+    routers = [module.router for module in (search, gallery, footage, audit, health, page)]
     for router in routers:
         app.include_router(router)
     api_routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
@@ -270,6 +270,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def body_limit(scope: Scope) -> int:
         is_upload = scope.get("method") == "POST" and scope["path"].rstrip("/") in UPLOAD_PATHS
+        if scope.get("method") == "POST" and scope["path"].rstrip("/") == footage.FOOTAGE_PATH:
+            return settings.footage_max_bytes
         return settings.max_upload_bytes if is_upload else settings.max_json_bytes
 
     # Added last = outermost: metrics see every response, including 413s from the body limit.

@@ -396,6 +396,12 @@ class SearchHit(BaseModel):
     person_id: str | None
     camera_id: str | None = Field(description="The camera that took the image, if known.")
     captured_at: datetime | None = Field(description="When it was taken (UTC), if known.")
+    track_start: datetime | None = Field(
+        default=None,
+        description="For a crop of a recording's track (person_id = the track): when the "
+        "track was first seen (UTC).",
+    )
+    track_end: datetime | None = Field(default=None, description="When the track was last seen.")
     score: float = Field(description="Cosine similarity of query and image, in [-1, 1].")
     rank: int = Field(ge=1, description="1 for the best match.")
 

@@ -246,6 +246,30 @@ class Settings(BaseSettings):
     max_image_side: int = Field(default=12_000, ge=16)
     thumb_size: int = Field(default=256, ge=16, le=1024)
 
+    # Recordings (POST /v1/footage; docs/footage.md).
+    footage_max_bytes: int = Field(
+        default=2048 * MB, ge=1024, description="Largest recording a request may send."
+    )
+    footage_formats: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["mp4", "mov", "matroska", "webm", "avi"],
+        description="Comma-separated container formats accepted (FFmpeg's short names).",
+    )
+    footage_max_pixels: int = Field(
+        default=7680 * 4320, ge=1, description="Pixels a recording's frame may have (8K)."
+    )
+    footage_detector: str = Field(
+        default="hog",
+        description="The person detector of footage jobs: hog, or onnx:FILE (a YOLO-family "
+        "ONNX export on this host).",
+    )
+    footage_sample_fps: float = Field(default=5.0, gt=0, le=120)
+    footage_crops_per_track: int = Field(default=3, ge=1, le=20)
+    footage_max_jobs: int = Field(
+        default=4,
+        ge=1,
+        description="Footage jobs queued or running at once (one runs at a time); more get 429.",
+    )
+
     # Cross-request batching of text encodes. Chosen from measurements with ViT-B-16 on 2 CPU
     # cores (README "Performance"): batches of at most 8, grouped by caption length, served 22-28%
     # more queries per second at 32 clients than batches of 32, which pad every query to the
@@ -305,7 +329,7 @@ class Settings(BaseSettings):
                 raise ValueError(str(err)) from None
         return value
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", "footage_formats", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

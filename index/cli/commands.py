@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the source's image folder (TPS_IMAGE_DIR): image paths inside it are stored "
         "relative to it, and each host reads them from its own image folder",
     )
+    from footage.cli import add_parser as add_footage  # the one command of the footage package
+
+    add_footage(commands, STORE_HELP)
     return parser
 
 
@@ -482,6 +485,12 @@ def cmd_migrate(args: argparse.Namespace) -> Any:
     )
 
 
+def cmd_footage(args: argparse.Namespace) -> Any:
+    from footage.cli import run
+
+    return run(args, progress=not args.quiet)
+
+
 COMMANDS = {
     "build": cmd_build,
     "add": cmd_add,
@@ -490,6 +499,7 @@ COMMANDS = {
     "search": cmd_search,
     "rebuild": cmd_rebuild,
     "migrate": cmd_migrate,
+    "footage": cmd_footage,
 }
 
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 
+from footage.spans import is_track, span_of
 from index.filters import GalleryFilter
-from index.items import HitMeta
+from index.items import HitMeta, ItemMeta
 from index.search.query_vector import QueryVectorError
 from service.access import audit_events
 from service.access.retention import is_expired, read_cutoff
@@ -131,7 +133,10 @@ async def _unexpired(
     needs the time an image was added), else only of the hits without their metadata."""
     cutoff = read_cutoff(runtime.settings)
     hits = [h for outcome in outcomes for h in outcome.hits]
-    wanted = [h.image_id for h in hits if cutoff is not None or h.meta is None]
+    # A track's crops carry its time span in their tags, which no store sends with a hit.
+    wanted = [
+        h.image_id for h in hits if cutoff is not None or h.meta is None or is_track(h.person_id)
+    ]
     ids = list(dict.fromkeys(wanted))
     items = await asyncio.to_thread(runtime.store.get_many, ids) if ids else {}
     if cutoff is not None:
@@ -141,19 +146,35 @@ async def _unexpired(
                 QueryOutcome([h for h in o.hits if h.image_id not in gone], o.truncated, o.vector)
                 for o in outcomes
             ]
-    return outcomes, {i: HitMeta(item.camera_id, item.captured_at) for i, item in items.items()}
+    return outcomes, {i: _TrackHitMeta.of(item) for i, item in items.items()}
+
+
+@dataclass(frozen=True)
+class _TrackHitMeta(HitMeta):
+    """A hit's metadata read from the store, with its track's time span when it is a track's
+    crop (footage/spans.py)."""
+
+    span: tuple[float, float] | None = None
+
+    @classmethod
+    def of(cls, item: ItemMeta) -> _TrackHitMeta:
+        span = span_of(item.tags) if is_track(item.person_id) else None
+        return cls(item.camera_id, item.captured_at, span)
 
 
 def _hits(outcome: QueryOutcome, found: dict[str, HitMeta]) -> list[SearchHit]:
     hits = []
     for rank, h in enumerate(outcome.hits, start=1):
-        meta = h.meta if h.meta is not None else found.get(h.image_id, HitMeta())
+        meta = found.get(h.image_id) or h.meta or HitMeta()
+        span = meta.span if isinstance(meta, _TrackHitMeta) else None
         hits.append(
             SearchHit(
                 image_id=h.image_id,
                 person_id=h.person_id,
                 camera_id=meta.camera_id,
                 captured_at=as_utc(meta.captured_at),
+                track_start=as_utc(span[0]) if span else None,
+                track_end=as_utc(span[1]) if span else None,
                 score=float(h.score),
                 rank=rank,
             )

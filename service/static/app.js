@@ -208,6 +208,19 @@ function choose(id, kind) {
   runSearch({ focusSummary: true });
 }
 
+// "lobby-1 · 2024-05-01 08:00:03 UTC", and for a recording's track the span it was seen in.
+function utc(text) {
+  return text ? text.replace("T", " ").replace(/(\.\d+)?Z$/, " UTC") : "";
+}
+
+function whereAndWhen(hit) {
+  const parts = [hit.camera_id, utc(hit.captured_at)].filter(Boolean);
+  if (hit.track_start && hit.track_end) {
+    parts.push(`seen ${utc(hit.track_start).slice(11, 19)}–${utc(hit.track_end).slice(11, 19)}`);
+  }
+  return parts.length ? parts.join(" · ") : "camera and time unknown";
+}
+
 function card(hit) {
   const li = document.createElement("li");
   li.className = "card";
@@ -234,6 +247,9 @@ function card(hit) {
   who.textContent = hit.person_id ? `person ${hit.person_id}` : "unknown person";
   // Where and when, when the gallery knows (camera_id, captured_at in UTC).
   who.title = [hit.image_id, hit.camera_id, hit.captured_at].filter(Boolean).join(" · ");
+  const where = document.createElement("span");
+  where.className = "where";
+  where.textContent = whereAndWhen(hit);
   const actions = document.createElement("div");
   actions.className = "actions";
   const more = document.createElement("button");
@@ -249,7 +265,7 @@ function card(hit) {
   not.setAttribute("aria-label", `Result ${hit.rank} is not this person`);
   not.addEventListener("click", () => choose(hit.image_id, "negatives"));
   actions.append(more, not);
-  meta.append(score, who, actions);
+  meta.append(score, who, where, actions);
   li.append(frame, meta);
   return li;
 }
