@@ -129,17 +129,21 @@ def feedback_rounds(
 ) -> dict:
     """Text, then ``rounds`` rounds of marking and searching again; beside each round the
     images marked "more like this" alone as the query. ``mistakes``: indices of the queries on
-    which the operator's first "more like this" is a look-alike (see :func:`mark`)."""
+    which the operator's first "more like this" is a look-alike (see :func:`mark`); those are
+    judged on the same images as without the mistake (the right image passed over is left out
+    of every ranking too), so the rows of every mistake rate compare."""
     text_rank = gallery.rank(np.stack([q.vector for q in queries]))
     one: dict[str, list] = {"text": [], "images_only": [], "round1": []}
     two: dict[str, list] = {"text": [], "round1": [], "images_only": [], "round2": []}
     for n, (query, ranked) in enumerate(zip(queries, text_rank, strict=True)):
-        marked = mark(ranked, query.person, gallery, mistaken=n in mistakes)
+        right = mark(ranked, query.person, gallery)
         own = set(gallery.by_person[query.person])
-        if marked is None or len(own) < 2:
+        if right is None or len(own) < 2:
             continue
+        marked = mark(ranked, query.person, gallery, mistaken=True) if n in mistakes else right
+        assert marked is not None
         pos, neg = [marked[0]], marked[1]
-        seen = {*pos, *neg}
+        seen = {*pos, *neg, right[0], *right[1]}
         vector1 = combine(query.vector, gallery.vectors(pos), gallery.vectors(neg), alpha, beta)
         ranked1 = without(gallery.rank(vector1[None])[0], seen)
         targets = own - seen
