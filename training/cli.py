@@ -102,11 +102,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from training.export import export_bundle, export_onnx_towers
+    from training.export import export_bundle, export_onnx_towers, require_check_root
 
     if args.checkpoint is not None:
         if args.out is None:
             raise ValueError("--checkpoint needs --out (the bundle folder to write)")
+        if args.onnx_int8 and args.check_root is None:
+            # Refused before the bundle is written, not after.
+            from training.checkpoint import load_checkpoint
+
+            require_check_root({"recipe": load_checkpoint(args.checkpoint)["config"]})
         out = export_bundle(args.checkpoint, args.out, parts=args.parts)
     else:
         if args.out is not None:

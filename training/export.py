@@ -144,6 +144,19 @@ def is_synthetic_bundle(extra: dict) -> bool:
     )
 
 
+def require_check_root(extra: dict) -> None:
+    """Refuse the synthetic check set for a bundle (its bundle.json extras) of another data set."""
+    if is_synthetic_bundle(extra):
+        return
+    recipe = extra.get("recipe") or {}
+    dataset = str(recipe.get("dataset", "cuhk-pedes"))
+    trained_on = f"{dataset} at {recipe['root']}" if recipe.get("root") else "a data set"
+    raise ValueError(
+        f"the INT8 check needs --check-root: this bundle was trained on {trained_on}, not on "
+        "the synthetic set; give that data set's folder (its test split is ranked)"
+    )
+
+
 def check_set(
     root: Path | None, work: Path, extra: dict | None = None
 ) -> tuple[list[str], list[Path]]:
@@ -159,12 +172,7 @@ def check_set(
     recipe = extra.get("recipe") or {}
     dataset = str(recipe.get("dataset", "cuhk-pedes"))
     if root is None:
-        if not is_synthetic_bundle(extra):
-            trained_on = f"{dataset} at {recipe['root']}" if recipe.get("root") else "a data set"
-            raise ValueError(
-                f"the INT8 check needs --check-root: this bundle was trained on {trained_on}, "
-                "not on the synthetic set; give that data set's folder (its test split is ranked)"
-            )
+        require_check_root(extra)
         root = work / "synthetic"
         generate(root, ids=CHECK_IDS, images_per_id=2, seed=0, val_fraction=0.1, test_fraction=0.4)
         dataset = "cuhk-pedes"

@@ -74,3 +74,16 @@ def test_which_bundles_the_synthetic_check_set_stands_in_for(
     (real / "reid_raw.json").write_text("[]")
     assert not is_synthetic_bundle({"recipe": {"dataset": "cuhk-pedes", "root": str(real)}})
     assert not is_synthetic_bundle({"selected_on": "given checkpoint"})
+
+
+def test_a_checkpoint_of_another_data_set_is_refused_before_its_bundle_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"config": {"dataset": "cuhk-pedes", "root": "/data/CUHK-PEDES"}}, checkpoint)
+    out = tmp_path / "bundle"
+    argv = ["export", "--checkpoint", str(checkpoint), "--out", str(out), "--onnx-int8"]
+    assert main(argv) == 2
+    assert "needs --check-root" in capsys.readouterr().err and not out.exists()
