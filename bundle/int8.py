@@ -45,10 +45,10 @@ TOP_K = 10
 # (TPS_BATCH_MAX_SIZE, 8 by default) and the largest batch request (TPS_MAX_BATCH_QUERIES, 64);
 # tests/service/test_settings.py keeps them equal to the service's defaults.
 CHECK_BATCHES = (1, 8, 64)
-# Per-row quantisation is exact integer arithmetic per token, so a caption's vector alone and in
-# a batch differs only by the float rounding of the fp32 operators around it (measured: none at
-# all, here). One INT8 step of one activation moves a unit vector by about 1e-4 and per-batch
-# scales by up to 1e-2, so 1e-6 separates "the same arithmetic" from "batch-dependent".
+# Per-token quantisation is the same integer arithmetic on the same values alone or in a batch,
+# so a caption's vector could differ only by float re-association in the fp32 operators around
+# it (measured: not at all, on an AMD EPYC). Per-batch scales moved vectors by up to 1e-2, so
+# 1e-6 tells batch-dependent quantisation apart from float rounding.
 MAX_BATCH_DEVIATION = 1e-6
 BLOCK = 32
 QUANTISED = (
