@@ -1,20 +1,25 @@
-"""Interactive search on the synthetic test split: relevance feedback, re-identification, and
+"""Interactive search on the synthetic set: relevance feedback, re-identification, and
 suggestions for vague descriptions, with the tiny model trained for 3 epochs.
 
-A simulated operator searches each test caption, marks the highest-ranked image of the right
-person in the top 10 as "more like this" and the wrong ones above it as "not this person", and
-searches again (one round, then a second one the same way). Scores are R1/R5/mAP of the images of
-that person the operator has not marked yet, with every marked image left out of every ranking
-compared, so text alone and feedback are judged on the same images. Then: search by one known
-image alone (cross-view re-identification), and, for the vague captions only, a user who appends
-the first suggestion that is true of the person sought (service/suggest.py) against one who
-appends a true attribute phrase picked at random.
+A simulated operator searches each caption, marks the highest-ranked image of the right person
+in the top 10 as "more like this" and the wrong ones above it as "not this person", and searches
+again (one round, then a second one the same way). Scores are R1/R5/mAP of the images of that
+person the operator has not marked yet, with every marked image left out of every ranking
+compared, so text alone, the marked image alone (the "more like this" image as the only query,
+no words) and feedback are judged on the same images. ``alpha`` and ``beta`` are chosen on the
+validation split (best one-round mAP over a grid) and the test split is scored once with them,
+and once with the service's defaults, which were fixed before. A noisy operator then marks, on
+a stated share of the queries (seeded), the highest-ranked image of another person in the top 10
+as "more like this" instead: the look-alike that fooled them (the right image stays unmarked, a
+target). Then: search by one known image alone (cross-view re-identification), and, for the
+vague captions only, a user who appends the first suggestion that is true of the person sought
+(service/suggest.py) against one who appends a true attribute phrase picked at random.
 
 The query vector is index/search/query_vector.py's, the ranking the built index's own search, the
 suggestions the service's. JSON on stdout and in OUT/feedback.json.
 
-    python -m bench.feedback            # the figures in the README (about 10 minutes on 2 cores)
-    python -m bench.feedback --quick    # a smaller set, one epoch: checks the pipeline only
+    python -m bench.feedback            # the full set (about 30 minutes on 2 quiet cores)
+    python -m bench.feedback --quick    # 240 identities, one epoch (minutes)
 """
 
 from __future__ import annotations
@@ -44,9 +49,10 @@ from service.vocabulary import VOCABULARY
 from support.builders import make_synthetic, make_trained_bundle
 
 TOP = 10  # what the operator looks at
-ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0)
+ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # up to the service's MAX_WEIGHT (10)
 BETAS = (0.0, 0.25, 0.5, 1.0)
 SUGGESTIONS = 5
+MISTAKE_RATES = (0.1, 0.25)  # shares of queries on which the noisy operator marks a look-alike
 
 
 @dataclass(frozen=True)
@@ -87,12 +93,22 @@ def without(ranking: Sequence[str], drop: set[str]) -> list[str]:
     return [i for i in ranking if i not in drop]
 
 
-def mark(ranking: Sequence[str], person: str, gallery: Gallery) -> tuple[str, list[str]] | None:
-    """The operator's marks on the top results: (positive, negatives above it), or None when
-    no image of the person is in the top."""
+def mark(
+    ranking: Sequence[str], person: str, gallery: Gallery, mistaken: bool = False
+) -> tuple[str, list[str]] | None:
+    """The operator's marks on the top results: (positive, negatives above the right image), or
+    None when no image of the person is in the top. ``mistaken``: the positive is the
+    highest-ranked image of another person in the top instead (the look-alike), and is not also
+    a negative; the right image stays unmarked."""
     for n, image in enumerate(ranking[:TOP]):
         if gallery.person[image] == person:
-            return image, list(ranking[:n])
+            negatives = list(ranking[:n])
+            if not mistaken:
+                return image, negatives
+            wrong = [i for i in ranking[:TOP] if gallery.person[i] != person]
+            if not wrong:
+                return image, negatives
+            return wrong[0], [i for i in negatives if i != wrong[0]]
     return None
 
 
@@ -104,23 +120,35 @@ class Query:
 
 
 def feedback_rounds(
-    gallery: Gallery, queries: list[Query], alpha: float, beta: float, rounds: int = 2
+    gallery: Gallery,
+    queries: list[Query],
+    alpha: float,
+    beta: float,
+    rounds: int = 2,
+    mistakes: frozenset[int] = frozenset(),
 ) -> dict:
-    """Text, then ``rounds`` rounds of marking and searching again."""
+    """Text, then ``rounds`` rounds of marking and searching again; beside each round the
+    images marked "more like this" alone as the query. ``mistakes``: indices of the queries on
+    which the operator's first "more like this" is a look-alike (see :func:`mark`); those are
+    judged on the same images as without the mistake (the right image passed over is left out
+    of every ranking too), so the rows of every mistake rate compare."""
     text_rank = gallery.rank(np.stack([q.vector for q in queries]))
-    one: dict[str, list] = {"text": [], "round1": []}
-    two: dict[str, list] = {"text": [], "round1": [], "round2": []}
-    for query, ranked in zip(queries, text_rank, strict=True):
-        marked = mark(ranked, query.person, gallery)
+    one: dict[str, list] = {"text": [], "images_only": [], "round1": []}
+    two: dict[str, list] = {"text": [], "round1": [], "images_only": [], "round2": []}
+    for n, (query, ranked) in enumerate(zip(queries, text_rank, strict=True)):
+        right = mark(ranked, query.person, gallery)
         own = set(gallery.by_person[query.person])
-        if marked is None or len(own) < 2:
+        if right is None or len(own) < 2:
             continue
+        marked = mark(ranked, query.person, gallery, mistaken=True) if n in mistakes else right
+        assert marked is not None
         pos, neg = [marked[0]], marked[1]
-        seen = {*pos, *neg}
+        seen = {*pos, *neg, right[0], *right[1]}
         vector1 = combine(query.vector, gallery.vectors(pos), gallery.vectors(neg), alpha, beta)
         ranked1 = without(gallery.rank(vector1[None])[0], seen)
         targets = own - seen
         one["text"].append(metrics(without(ranked, seen), targets))
+        one["images_only"].append(metrics(_images_only(gallery, pos, seen), targets))
         one["round1"].append(metrics(ranked1, targets))
         marked2 = mark(ranked1, query.person, gallery)
         if rounds < 2 or marked2 is None or len(targets) < 2:
@@ -132,11 +160,46 @@ def feedback_rounds(
         targets2 = own - seen2
         for name, ranking in (("text", ranked), ("round1", ranked1), ("round2", ranked2)):
             two[name].append(metrics(without(ranking, seen2), targets2))
-    return {
+        two["images_only"].append(metrics(_images_only(gallery, pos2, seen2), targets2))
+    result = {
         "queries": len(queries),
         "one_round": {"queries": len(one["text"])} | {k: summary(v) for k, v in one.items()},
-        "two_rounds": {"queries": len(two["text"])} | {k: summary(v) for k, v in two.items()},
     }
+    if rounds >= 2:
+        result["two_rounds"] = {"queries": len(two["text"])} | {
+            k: summary(v) for k, v in two.items()
+        }
+    return result
+
+
+def _images_only(gallery: Gallery, positives: list[str], seen: set[str]) -> list[str]:
+    """The ranking of the "more like this" images alone as the query (no words, no negatives)."""
+    return without(gallery.rank(combine(None, gallery.vectors(positives))[None])[0], seen)
+
+
+def noisy_operator(
+    gallery: Gallery,
+    queries: list[Query],
+    alpha: float,
+    beta: float,
+    seed: int,
+    rates: Sequence[float] = MISTAKE_RATES,
+) -> list[dict]:
+    """One round per mistake rate, on the same queries as the operator who never errs: that
+    share of them (drawn with ``seed``) gets a look-alike as its "more like this"."""
+    ranked = gallery.rank(np.stack([q.vector for q in queries]))
+    markable = [
+        n
+        for n, (query, ranking) in enumerate(zip(queries, ranked, strict=True))
+        if mark(ranking, query.person, gallery) is not None
+        and len(gallery.by_person[query.person]) >= 2
+    ]
+    rows = []
+    for rate in rates:
+        mistakes = frozenset(random.Random(seed).sample(markable, round(rate * len(markable))))
+        one = feedback_rounds(gallery, queries, alpha, beta, 1, mistakes)["one_round"]
+        rows.append({"mistake_rate": rate, "mistaken_queries": len(mistakes), **one})
+    return rows
 
 
 def reidentification(gallery: Gallery) -> dict:
@@ -198,8 +261,8 @@ def _phrase(text: str):
     return next(p for p in VOCABULARY if p.text == text)
 
 
-def build_gallery(bundle: Bundle, root: Path, out: Path) -> Gallery:
-    entries = from_dataset("cuhk-pedes", root, "test")
+def build_gallery(bundle: Bundle, root: Path, out: Path, split: str = "test") -> Gallery:
+    entries = from_dataset("cuhk-pedes", root, split)
     store = GalleryIndex.create(out, bundle.fingerprint, bundle.dim, "flat", "never")
     ingest(store, bundle, entries, workers=0, progress=False)
     person = {e.image_id: str(e.person_id) for e in entries}
@@ -209,9 +272,11 @@ def build_gallery(bundle: Bundle, root: Path, out: Path) -> Gallery:
     return Gallery(store, [e.image_id for e in entries], person, by_person)
 
 
-def test_queries(bundle: Bundle, root: Path) -> tuple[list[Query], list[tuple[str, str]]]:
+def split_queries(
+    bundle: Bundle, root: Path, split: str = "test"
+) -> tuple[list[Query], list[tuple[str, str]]]:
     entries = json.loads((root / "reid_raw.json").read_text())
-    pairs = [(e["file_path"], c, str(e["id"])) for e in entries if e["split"] == "test"
+    pairs = [(e["file_path"], c, str(e["id"])) for e in entries if e["split"] == split
              for c in e["captions"]]  # fmt: skip
     vectors = np.concatenate(
         [bundle.encode_text([c for _, c, _ in pairs[i : i + 64]]) for i in range(0, len(pairs), 64)]
@@ -220,13 +285,47 @@ def test_queries(bundle: Bundle, root: Path) -> tuple[list[Query], list[tuple[st
     return queries, [(f, c) for f, c, _ in pairs]
 
 
-def sweep(gallery: Gallery, queries: list[Query]) -> list[dict]:
+def sweep(
+    gallery: Gallery,
+    queries: list[Query],
+    alphas: Sequence[float] = ALPHAS,
+    betas: Sequence[float] = BETAS,
+) -> list[dict]:
     table = []
-    for alpha in ALPHAS:
-        for beta in BETAS:
+    for alpha in alphas:
+        for beta in betas:
             one = feedback_rounds(gallery, queries, alpha, beta, rounds=1)["one_round"]
             table.append({"alpha": alpha, "beta": beta, **one["round1"]})
     return table
+
+
+def choose(table: list[dict]) -> dict:
+    """The grid cell with the best one-round mAP (then R1, then the smaller weights)."""
+    return max(table, key=lambda row: (row["mAP"], row["R1"], -row["alpha"], -row["beta"]))
+
+
+def validation_choice(
+    bundle: Bundle,
+    data: Path,
+    work: Path,
+    alphas: Sequence[float] = ALPHAS,
+    betas: Sequence[float] = BETAS,
+) -> dict:
+    """alpha and beta chosen on the validation split: the test split is not looked at."""
+    gallery = build_gallery(bundle, data, work, "val")
+    queries, _ = split_queries(bundle, data, "val")
+    table = sweep(gallery, queries, alphas, betas)
+    gallery.store.close()
+    best = choose(table)
+    return {
+        "split": "val",
+        "ids": len(gallery.by_person),
+        "captions": len(queries),
+        "chosen_by": "one-round mAP",
+        "alpha": best["alpha"],
+        "beta": best["beta"],
+        "sweep_one_round": table,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -235,10 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=Path, help="training run folder (reused when present)")
     parser.add_argument("--out", type=Path, default=Path("out/bench"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
-    parser.add_argument("--beta", type=float, default=DEFAULT_BETA)
-    parser.add_argument("--quick", action="store_true", help="small set, 1 epoch, no sweep")
-    parser.add_argument("--no-sweep", action="store_true", help="skip the alpha/beta table")
+    parser.add_argument("--quick", action="store_true", help="240 identities, 1 epoch")
     args = parser.parse_args(argv)
     size = (240, 4, 0.2, 1) if args.quick else (1000, 4, 0.1, 3)
     ids, per_id, held_out, epochs = size
@@ -253,8 +349,10 @@ def main(argv: list[str] | None = None) -> None:
     trained_s = time.monotonic() - started
     identities = load_identities(data)
     with tempfile.TemporaryDirectory(prefix="feedback-index-") as tmp:
-        gallery = build_gallery(bundle, data, Path(tmp) / "index")
-        queries, sources = test_queries(bundle, data)
+        chosen = validation_choice(bundle, data, Path(tmp) / "val")
+        alpha, beta = chosen["alpha"], chosen["beta"]
+        gallery = build_gallery(bundle, data, Path(tmp) / "test")
+        queries, sources = split_queries(bundle, data)
         vague_set = vague_captions(data, args.seed)
         vague = [q for q, s in zip(queries, sources, strict=True) if s in vague_set]
         result = {
@@ -264,20 +362,37 @@ def main(argv: list[str] | None = None) -> None:
                      "vague_captions": len(vague)},
             "model": {"bundle": str(bundle_dir), "epochs": epochs,
                       "fingerprint": bundle.fingerprint[:12]},
-            "alpha": args.alpha,
-            "beta": args.beta,
-            "feedback": feedback_rounds(gallery, queries, args.alpha, args.beta),
+            "cpu": cpu_name(),
+            "validation": chosen,
+            "alpha": alpha,
+            "beta": beta,
+            "feedback": feedback_rounds(gallery, queries, alpha, beta),
+            "feedback_service_defaults": {
+                "alpha": DEFAULT_ALPHA, "beta": DEFAULT_BETA,
+                **feedback_rounds(gallery, queries, DEFAULT_ALPHA, DEFAULT_BETA, rounds=1)},
+            "noisy_operator": noisy_operator(gallery, queries, alpha, beta, args.seed),
             "reidentification": reidentification(gallery),
             "suggestions": suggestion_user(gallery, bundle, vague, identities, args.seed),
         }  # fmt: skip
-        if not (args.quick or args.no_sweep):
-            result["sweep_one_round"] = sweep(gallery, queries)
         gallery.store.close()
     result["seconds"] = round(time.monotonic() - started, 1)
     result["seconds_training_and_data"] = round(trained_s, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "feedback.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+def cpu_name() -> str:
+    """The CPU the figures were measured on, as /proc/cpuinfo names it (else the platform's)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 if __name__ == "__main__":

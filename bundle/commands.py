@@ -3,10 +3,11 @@
     python -m bundle export-onnx BUNDLE
     python -m bundle export-onnx BUNDLE --int8 --check-captions Q.txt --check-images DIR
 
-The INT8 text tower is kept only if its top-10 rankings agree with fp32's (bundle/int8.py) over
-the check captions (one per line) against the check images (a folder, searched recursively).
-``python -m training export --bundle BUNDLE --onnx-int8`` runs the same check on the synthetic
-test split instead. One JSON object on stdout; errors in one ``error:`` line, exit code 2.
+The INT8 text tower is kept only if its top-10 rankings agree with fp32's and a caption's vector
+is the same alone and in a batch (bundle/int8.py), over the check captions (one per line) against
+the check images (a folder, searched recursively): take both from the model's own data set.
+``python -m training export --bundle BUNDLE --onnx-int8 --check-root DIR`` reads them from a data
+set's test split instead. One JSON object on stdout; errors in one ``error:`` line, exit code 2.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ from typing import Any
 from bundle.cli import OneLineParser, run_command, setup_logging
 from bundle.format import BundleError
 
+# Shared with `python -m training export`: the batch sizes the INT8 check encodes at.
+CHECK_BATCH_SIZES_ARG: dict[str, Any] = {
+    "type": int,
+    "nargs": "+",
+    "metavar": "N",
+    "default": None,
+    "help": "batch sizes the INT8 check encodes the captions at, each compared with batch 1 "
+    "(default 1 8 64: one query, TPS_BATCH_MAX_SIZE, TPS_MAX_BATCH_QUERIES)",
+}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -44,11 +54,13 @@ def export_with_checks(
     captions: Sequence[str] = (),
     image_paths: Sequence[Path] = (),
     min_overlap: float | None = None,
+    batch_sizes: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Export both towers; with ``int8`` also the INT8 text tower, checked on these captions
-    against these images. Returns what was written and the checks' figures."""
+    against these images at these batch sizes (default: the service's, CHECK_BATCHES).
+    Returns what was written and the checks' figures."""
     from bundle.encoders import Bundle
-    from bundle.int8 import MIN_OVERLAP, quantize_text
+    from bundle.int8 import CHECK_BATCHES, MIN_OVERLAP, quantize_text
     from bundle.onnx_export import export_onnx
 
     record = export_onnx(bundle_dir)
@@ -64,7 +76,10 @@ def export_with_checks(
         bundle = Bundle(bundle_dir, device="cpu", runtime="onnx")
         gallery = encode_image_files(bundle, list(image_paths))
         threshold = MIN_OVERLAP if min_overlap is None else min_overlap
-        result["int8"] = quantize_text(bundle, list(captions), gallery, threshold)
+        sizes = CHECK_BATCHES if batch_sizes is None else tuple(batch_sizes)
+        result["int8"] = quantize_text(
+            bundle, list(captions), gallery, threshold, batch_sizes=sizes
+        )
     return result
 
 
@@ -89,7 +104,9 @@ def _export_onnx(args: argparse.Namespace) -> int:
             )
         captions = [c for c in args.check_captions.read_text().splitlines() if c.strip()]
         images = _images_under(args.check_images)
-    result = export_with_checks(args.bundle, args.int8, captions, images, args.min_overlap)
+    result = export_with_checks(
+        args.bundle, args.int8, captions, images, args.min_overlap, args.check_batch_sizes
+    )
     print(json.dumps(result))
     return 0
 
@@ -111,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="top-10 overlap with fp32 the INT8 tower must reach (default 0.99)",
     )
+    export.add_argument("--check-batch-sizes", **CHECK_BATCH_SIZES_ARG)
     export.set_defaults(func=_export_onnx)
     return parser
 

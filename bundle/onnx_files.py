@@ -4,7 +4,7 @@ An export adds up to three files beside the weights, and one ``onnx`` entry to `
 
     BUNDLE/text.onnx        text tower, dynamic batch and sequence-length axes
     BUNDLE/image.onnx       image tower, dynamic batch axis
-    BUNDLE/text.int8.onnx   text tower with dynamically quantised INT8 weights (optional)
+    BUNDLE/text.int8.onnx   text tower with INT8 weights and per-token INT8 activations (optional)
 
     "onnx": {"exported_from": <weights fingerprint>, "graphs": {"text": {"file", "sha256"}, ...},
              "text_pool": "argmax", "text_eos_id": null, "text_trimmable": true, "int8": {...}}
@@ -95,6 +95,11 @@ def verified_graph(bundle_dir: Path, meta: BundleMeta, name: str) -> tuple[Path,
     if name not in record.graphs:
         hint = INT8_HINT if name == "text_int8" else f"re-{EXPORT_HINT}"
         raise BundleError(f"{bundle_dir} has no {GRAPH_FILES[name]}: {hint}")
+    if name == "text_int8" and not record.extra.get("int8", {}).get("batch_invariant", False):
+        raise BundleError(
+            f"{bundle_dir}: its {GRAPH_FILES[name]} quantises activations per batch, so a "
+            f"query's vector depends on the other queries encoded with it: re-{INT8_HINT}"
+        )
     path = Path(bundle_dir) / GRAPH_FILES[name]
     if not path.is_file():
         raise BundleError(f"{bundle_dir}: {GRAPH_FILES[name]} is missing: re-{EXPORT_HINT}")

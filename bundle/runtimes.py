@@ -7,8 +7,9 @@ float32 rows. Three exist:
 
 - ``torch``: open_clip's modules in PyTorch (bf16 autocast on a GPU), the reference;
 - ``onnx``: the bundle's exported fp32 graphs in ONNX Runtime (CPU, or CUDA/TensorRT on a GPU);
-- ``onnx-int8``: as ``onnx``, with the text tower's weights dynamically quantised to INT8 (CPU
-  serving only; the export accepted it only if its top-10 rankings agree with fp32's).
+- ``onnx-int8``: as ``onnx``, with the text tower's weights and per-token activations in INT8
+  (CPU serving only; the export accepted it only if its top-10 rankings agree with fp32's and a
+  query's vector does not depend on its batch: bundle/int8.py).
 
 Chosen by ``--runtime`` or ``TPS_RUNTIME`` (default ``torch``). The torch runtime's precision
 (``--precision`` / ``TPS_PRECISION``: auto, fp32, bf16) is what :func:`runtime_precision` says,

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from bundle.cli import OneLineParser, run_command, setup_logging
+from bundle.commands import CHECK_BATCH_SIZES_ARG
 from bundle.format import BundleError
 from bundle.runtimes import RUNTIME_HELP, RUNTIMES, default_runtime
 from training.config import TrainConfig, load_config
@@ -111,11 +112,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from training.export import export_bundle, export_onnx_towers
+    from training.export import export_bundle, export_onnx_towers, require_check_root
 
     if args.checkpoint is not None:
         if args.out is None:
             raise ValueError("--checkpoint needs --out (the bundle folder to write)")
+        if args.onnx_int8 and args.check_root is None:
+            # Refused before the bundle is written, not after.
+            from training.checkpoint import load_checkpoint
+
+            require_check_root({"recipe": load_checkpoint(args.checkpoint)["config"]})
         out = export_bundle(args.checkpoint, args.out, parts=args.parts)
     else:
         if args.out is not None:
@@ -126,7 +132,11 @@ def _export(args: argparse.Namespace) -> int:
     result: dict = {"bundle": str(out)}
     if args.onnx or args.onnx_int8:
         result["onnx"] = export_onnx_towers(
-            out, int8=args.onnx_int8, check_root=args.check_root, min_overlap=args.min_overlap
+            out,
+            int8=args.onnx_int8,
+            check_root=args.check_root,
+            min_overlap=args.min_overlap,
+            batch_sizes=args.check_batch_sizes,
         )
     print(json.dumps(result))
     return 0
@@ -202,10 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--onnx-int8",
         action="store_true",
         help="as --onnx, plus an INT8 text tower kept only if its top-10 rankings agree with "
-        "fp32's (≥ --min-overlap) on the test split of --check-root (default: a synthetic set)",
+        "fp32's (≥ --min-overlap) on the test split of --check-root, at every batch size the "
+        "service encodes at",
     )
-    export_p.add_argument("--check-root", type=Path, help="CUHK-PEDES-format set for the check")
+    export_p.add_argument(
+        "--check-root",
+        type=Path,
+        help="the bundle's own data set (its test split is ranked, read in the format the bundle "
+        "was trained on); required unless the bundle is synthetic or untrained, where a "
+        "synthetic set is the default",
+    )
     export_p.add_argument("--min-overlap", type=float, default=None, help="default 0.99")
+    export_p.add_argument("--check-batch-sizes", **CHECK_BATCH_SIZES_ARG)
     export_p.set_defaults(func=_export)
 
     check_p = sub.add_parser(

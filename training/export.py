@@ -1,13 +1,16 @@
 """Checkpoint → inference bundle: the two towers only, with config, preprocessing and metadata.
 
 ``export_onnx_towers`` adds the towers as ONNX graphs (bundle/onnx_export.py) and, on request,
-the INT8 text tower, whose rankings are checked on a test split (the synthetic one by default,
-which only training can generate: the bundle package knows no data set).
+the INT8 text tower, whose rankings are checked on the test split of the bundle's own data set
+(``--check-root``; a synthetic set, which only training can generate, only for bundles of the
+synthetic set or untrained ones: the bundle package knows no data set).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -20,8 +23,12 @@ from training.checkpoint import load_checkpoint
 from training.model.activation import Activation
 from training.model.towers import TowerSpec, build_towers, build_towers_with_report
 
+log = logging.getLogger(__name__)
+
 # Identities of the synthetic set the INT8 check ranks on: 100 test persons, 200 images.
 CHECK_IDS = 250
+# The file the synthetic generator writes beside reid_raw.json (training/synthetic/generate.py).
+SYNTHETIC_MARKER = "attributes.json"
 
 
 def write_towers(
@@ -137,16 +144,59 @@ def _parts_head(config: dict, model_state: dict, clip: torch.nn.Module) -> Parts
     return head
 
 
-def check_set(root: Path | None, work: Path) -> tuple[list[str], list[Path]]:
-    """(captions, image paths) of a CUHK-PEDES-format test split: ``root``'s, or else a synthetic
-    set generated into ``work`` (seeded, so every export checks against the same set)."""
+def is_synthetic_bundle(extra: dict) -> bool:
+    """Whether a bundle's own data set is the synthetic one: untrained weights (no data set of
+    their own), or a recipe whose data folder holds the generator's ``attributes.json`` beside
+    its ``reid_raw.json`` (a real CUHK-PEDES folder has no such file)."""
+    if extra.get("selected_on") == "untrained":
+        return True
+    recipe = extra.get("recipe") or {}
+    root = Path(str(recipe.get("root", "")))
+    return bool(recipe.get("root")) and (
+        (root / SYNTHETIC_MARKER).is_file() and (root / "reid_raw.json").is_file()
+    )
+
+
+def require_check_root(extra: dict) -> None:
+    """Refuse the synthetic check set for a bundle (its bundle.json extras) of another data set."""
+    if is_synthetic_bundle(extra):
+        return
+    recipe = extra.get("recipe") or {}
+    dataset = str(recipe.get("dataset", "cuhk-pedes"))
+    trained_on = f"{dataset} at {recipe['root']}" if recipe.get("root") else "a data set"
+    raise ValueError(
+        f"the INT8 check needs --check-root: this bundle was trained on {trained_on}, not on "
+        "the synthetic set; give that data set's folder (its test split is ranked)"
+    )
+
+
+def check_set(
+    root: Path | None, work: Path, extra: dict | None = None
+) -> tuple[list[str], list[Path]]:
+    """(captions, image paths) of the test split the INT8 check ranks: ``root``'s, read in the
+    format of the bundle's own data set (``extra``: its bundle.json extras), or, only for a
+    synthetic bundle, a synthetic set generated into ``work`` (seeded, so every export checks
+    against the same set). A bundle trained on another data set needs ``root``: how INT8 ranks
+    synthetic captions says nothing about how it ranks that set's."""
     from training.data.formats import load_records
     from training.synthetic import generate
 
+    extra = extra or {}
+    recipe = extra.get("recipe") or {}
+    dataset = str(recipe.get("dataset", "cuhk-pedes"))
     if root is None:
+        require_check_root(extra)
         root = work / "synthetic"
         generate(root, ids=CHECK_IDS, images_per_id=2, seed=0, val_fraction=0.1, test_fraction=0.4)
-    records = load_records("cuhk-pedes", root, "test")
+        dataset = "cuhk-pedes"
+    elif recipe.get("root") and Path(recipe["root"]).resolve() != Path(root).resolve():
+        log.warning(
+            "INT8 check set %s is not the folder this bundle was trained on (%s): the check is "
+            "only as good as its captions are like the ones the bundle will serve",
+            root,
+            recipe["root"],
+        )
+    records = load_records(dataset, root, "test")
     captions = [c for r in records for c in r.captions]
     return captions, sorted({Path(r.image_path) for r in records})
 
@@ -156,13 +206,22 @@ def export_onnx_towers(
     int8: bool = False,
     check_root: Path | None = None,
     min_overlap: float | None = None,
+    batch_sizes: Sequence[int] | None = None,
 ) -> dict:
     """Write the bundle's towers as ONNX graphs; with ``int8`` also the INT8 text tower, kept
-    only if its top-10 rankings of the test split's captions agree with fp32's (≥ 0.99)."""
+    only if its top-10 rankings of the test split's captions agree with fp32's (≥ 0.99) at every
+    batch size the service encodes at (``batch_sizes``, default bundle.int8.CHECK_BATCHES)."""
     import tempfile
 
     from bundle.commands import export_with_checks
+    from bundle.format import read_meta
 
     with tempfile.TemporaryDirectory(prefix="onnx-check-") as tmp:
-        captions, images = check_set(check_root, Path(tmp)) if int8 else ([], [])
-        return export_with_checks(Path(bundle_dir), int8, captions, images, min_overlap)
+        captions: list[str] = []
+        images: list[Path] = []
+        if int8:
+            extra = read_meta(Path(bundle_dir)).extra
+            captions, images = check_set(check_root, Path(tmp), extra)
+        return export_with_checks(
+            Path(bundle_dir), int8, captions, images, min_overlap, batch_sizes
+        )

@@ -158,3 +158,14 @@ def test_runtime_and_trimming_settings(env: pytest.MonkeyPatch) -> None:
     env.setenv("TPS_RUNTIME", "tensorrt")
     with pytest.raises(ValidationError, match="runtime"):
         Settings()
+
+
+def test_the_int8_check_encodes_at_the_batch_sizes_the_service_uses(
+    env: pytest.MonkeyPatch,
+) -> None:
+    """bundle.int8 cannot read the service's settings (data flows one way): its default batch
+    sizes are kept equal to one query, a full micro-batch and the largest batch request here."""
+    from bundle.int8 import CHECK_BATCHES
+
+    s = Settings()
+    assert (1, s.batch_max_size, s.max_batch_queries) == CHECK_BATCHES
