@@ -3,8 +3,9 @@ ones first and then the weak ones, to tracks predicted forward by their motion.
 
 No tracker library fits the product's environment: supervision 0.31 moved ByteTrack to the
 `trackers` package, which needs the GUI OpenCV build (opencv-python, libGL) beside the headless
-one, and norfair pins numpy below 2. So the algorithm is kept here, small: IoU association by the Hungarian method (scipy), a constant-velocity
-prediction in place of the Kalman filter, and a buffer of frames a lost track survives.
+one, and norfair pins numpy below 2. So the algorithm is kept here, small: IoU association by
+the Hungarian method (scipy), a constant-velocity prediction in place of the Kalman filter, and
+a buffer of frames a lost track survives.
 """
 
 from __future__ import annotations
