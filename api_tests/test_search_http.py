@@ -79,9 +79,13 @@ def test_search_reply_shape(http: httpx.Client) -> None:
         "captured_at",
         "score",
         "rank",
+        "track_start",
+        "track_end",
     }
-    # The data set's images carry no camera or capture time.
-    assert body["results"][0]["camera_id"] is None and body["results"][0]["captured_at"] is None
+    # The data set's images carry no camera or capture time, and are no track's crops.
+    first = body["results"][0]
+    assert first["camera_id"] is None and first["captured_at"] is None
+    assert first["track_start"] is None and first["track_end"] is None
 
 
 def test_unique_persons_over_http(http: httpx.Client) -> None:

@@ -573,3 +573,37 @@ UPLOAD_REQUEST_BODY = {
         }
     },
 }
+
+
+FOOTAGE_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file", "camera_id", "start"],
+                "additionalProperties": False,
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "The recording: a video file in one of the formats the "
+                        "server accepts (TPS_FOOTAGE_FORMATS), at most TPS_FOOTAGE_MAX_BYTES.",
+                    },
+                    "camera_id": {
+                        "type": "string",
+                        "pattern": padded(CAMERA_ID_REGEX),
+                        "description": "The camera that recorded it: 1-128 letters, digits, '.', "
+                        "'_', ':', '/' or '-', starting with a letter or digit.",
+                    },
+                    "start": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "When its first frame was taken: an ISO 8601 time; one "
+                        "without a zone is UTC.",
+                    },
+                },
+            }
+        }
+    },
+}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,7 @@ from index.milvus.recovery import (
 )
 
 T = TypeVar("T")
+RECONNECT_PAUSE_S = 0.2  # before the one retry of a refused new connection
 
 # The store's one logger name, as before it was split into modules (service logs show it).
 log = logging.getLogger("index.milvus_store")
@@ -72,6 +74,14 @@ def connect(uri: str, *, must_exist: bool) -> MilvusClient:
         with _lite_lock:
             _lite_users[uri] = _lite_users.get(uri, 0) + 1
     try:
+        try:
+            return MilvusClient(uri)
+        except MilvusException:
+            if is_lite(uri):
+                raise
+            # A server may drop a fresh channel (gRPC's GOAWAY "too many pings" when another
+            # client of this process had pinged it too often): one more try on a new channel.
+            time.sleep(RECONNECT_PAUSE_S)
         with errors(f"connect to {uri}"):
             return MilvusClient(uri)
     except BaseException:

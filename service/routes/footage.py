@@ -24,7 +24,7 @@ from service.deps import RuntimeDep
 from service.footage_jobs import FootageJobs, JobsFullError, JobState, footage_root, job_for
 from service.metadata import MetadataError, as_utc, check_camera_id
 from service.runtime import Runtime
-from service.schemas import ErrorResponse
+from service.schemas import FOOTAGE_REQUEST_BODY, ErrorResponse
 
 router = APIRouter(prefix="/v1/footage", tags=["footage"])
 
@@ -107,7 +107,9 @@ async def _save(part: UploadFile, to: Path) -> int:
     "one changes nothing. Then the job detects and tracks the people in the background and "
     "adds each track's best crops with `person_id` = the track's id; poll "
     "`GET /v1/footage/{job}`. Needs a writer key.",
-    responses=ERRORS,
+    responses={400: {"model": ErrorResponse, "description": "The multipart body cannot be parsed."}}
+    | ERRORS,
+    openapi_extra={"requestBody": FOOTAGE_REQUEST_BODY},
     dependencies=[Depends(require_write_key)],
 )
 async def post_footage(request: Request, runtime: RuntimeDep):
