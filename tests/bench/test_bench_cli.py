@@ -22,11 +22,11 @@ MODULES = sorted(
 QUICK = ("store", "encoders", "index", "service")
 # bench.service serves one runtime here (the ONNX paths run in bench.encoders' quick mode):
 # every server it starts costs seconds on 2 cores.
-# bench.store: the two embedded stores, one served cell each (the real Milvus server's start
-# and fill cost a minute; `make test-milvus-server` covers that store).
+# bench.store: the folder store, one served cell (each store served costs a service start, and
+# the real Milvus server's start and fill a minute; the store tests cover the other engines).
 QUICK_ARGS = {
     "service": ("--runtime", "torch"),
-    "store": ("--stores", "faiss", "milvus_lite", "--clients", "4", "--top-k", "100"),
+    "store": ("--stores", "faiss", "--clients", "4", "--top-k", "100"),
 }
 ENV = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_WAIT_POLICY": "PASSIVE"}
 
