@@ -1,5 +1,5 @@
 """Access control, the audit trail and retention over HTTP, on real `python -m service`
-processes started with a keys file and no open reads (README "Security and privacy")."""
+processes started with a keys file and no open reads (docs/security.md)."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def some_image_id(service: Closed) -> str:
         return reply.json()["results"][0]["image_id"]
 
 
-# Each route class with the least role that may use it (None: no key needed). The README's
+# Each route class with the least role that may use it (None: no key needed). The docs'
 # table says the same.
 ROUTES = [
     ("GET", "/healthz", None, None),
@@ -311,7 +311,7 @@ def test_the_page_asks_for_no_key_where_reads_are_open(
 
 
 class UvicornFactory(ServiceProcess):
-    """The README's other way to serve: `uvicorn --factory service.app:create_app`, with
+    """The docs' other way to serve: `uvicorn --factory service.app:create_app`, with
     uvicorn's own defaults (proxy headers believed from 127.0.0.1)."""
 
     def start(self) -> UvicornFactory:

@@ -276,7 +276,7 @@ class PartWeights(BaseModel):
 
 class SearchRequest(BaseModel):
     """A search by description, by example images, or both; /v1/search/image takes the same
-    fields as form fields, next to an uploaded image (README, "Interactive search")."""
+    fields as form fields, next to an uploaded image (docs/searching.md, "Interactive search")."""
 
     model_config = ConfigDict(
         extra="forbid",

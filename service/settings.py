@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         "processes (e.g. `python -m index add`); 0 turns it off.",
     )
 
-    # Access (service/access/security.py, README "Security and privacy"). Every route but the probes
+    # Access (service/access/security.py, docs/security.md). Every route but the probes
     # and the page needs a key; TPS_API_KEY is one admin key, TPS_KEYS_FILE holds named keys.
     api_key: SecretStr | None = None
     keys_file: Path | None = Field(
@@ -271,7 +271,7 @@ class Settings(BaseSettings):
     )
 
     # Cross-request batching of text encodes. Chosen from measurements with ViT-B-16 on 2 CPU
-    # cores (README "Performance"): batches of at most 8, grouped by caption length, served 22-28%
+    # cores (docs/performance.md): batches of at most 8, grouped by caption length, served 22-28%
     # more queries per second at 32 clients than batches of 32, which pad every query to the
     # longest of 32; the window only applies once calls overlap.
     batching: bool = True

@@ -1,7 +1,7 @@
 """Hostile uploads against a live server: each gets its documented status and message, and the
 gallery (manifest rows, FAISS count, files on disk) is exactly as it was before.
 
-The table of answers is in reliability/README-section.md; this file is its proof.
+The table of answers is in docs/deploying.md ("Hostile uploads"); this file is its proof.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Which engine answers an exact (flat) search on the CPU: by the machine, then by measurement.
 
 Every engine here gives the exact float64 ranking; they differ only in speed, and which is
-fastest depends on the CPU more than on anything else (``python -m bench.index``, README
-"Exact search"):
+fastest depends on the CPU more than on anything else (``python -m bench.index``,
+docs/performance.md "Exact search"):
 
 - On an AMD EPYC with ``avx512_bf16``, the bf16 scan with an exact re-score beat every fp32
   engine from 50k vectors on (1.8-2.2× numpy at batch 1, 2.3-11.8× at batch 64).

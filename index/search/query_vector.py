@@ -11,7 +11,7 @@ examples are L2-normalised image embeddings (gallery vectors read from the store
 uploaded image encoded by the image tower). Without text, ``alpha`` only sets the balance
 against ``beta``; with text, it says how far the examples pull the query away from the words.
 The defaults (words and examples weigh the same, negatives a quarter: Rocchio's classic
-ratios) are measured by ``python -m bench.feedback`` (README, "Interactive search").
+ratios) are measured by ``python -m bench.feedback`` (docs/searching.md, "Interactive search").
 
 The service (service/query.py) and the index CLI (``python -m index search``) both call
 :func:`combine`, so the same request ranks the same way from either.

@@ -37,7 +37,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 API_KEY_HEADER = "X-API-Key"
-# The key `make demo` prints and the README shows: public, so never a key off this machine.
+# The key `make demo` prints and the docs show: public, so never a key off this machine.
 DEMO_KEY = SecretStr("demo-key")
 MIN_KEY_CHARS = 32
 
@@ -95,7 +95,7 @@ def _is_loopback_host(host: str) -> bool:
 def is_local(request: Request) -> bool:
     """Whether the request comes from this machine itself: it reached a loopback address, from a
     loopback address, and names no other client in forwarding headers. A relay that forwards
-    without saying so (a TCP forwarder on a public port) cannot be told apart: README."""
+    without saying so (a TCP forwarder on a public port) cannot be told apart: docs/security.md."""
     client = request.client.host if request.client else ""
     return (
         reached_on_loopback(request)

@@ -87,7 +87,8 @@ def test_repeated_wrong_keys_lock_the_client_out(
 def test_this_machine_is_never_locked_out(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    """A same-host proxy would lock every client out at once (README: TPS_TRUSTED_PROXIES)."""
+    """A same-host proxy would lock every client out at once (docs/security.md:
+    TPS_TRUSTED_PROXIES)."""
     keys = tmp_path / "keys.json"
     admin = {"X-API-Key": create_key(keys, "ada", "admin")}
     app = create_app(
