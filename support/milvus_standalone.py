@@ -22,6 +22,7 @@ from pathlib import Path
 from support.server import free_port
 
 SESSION_TTL_S = 10
+PORT_ATTEMPTS = 5
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 # The package's name for each port in its configuration template.
@@ -64,12 +65,21 @@ class MilvusStandaloneServer:
         """Write the server's configuration and unpack its binary (once per data folder)."""
         import milvus
 
-        config = milvus.MilvusServerConfig(data_dir=str(self.data_dir), **self.ports)
-        config.set("etcd_log_level", "warn")
-        # A SIGKILLed server's sessions stay in etcd for this long, and a restarted one loads
-        # nothing until they expire: 30 s by default, shortened so the fault tests stay short.
-        config.set("common.session.ttl", SESSION_TTL_S)
-        config.resolve()  # binds each port once to check it is free, then writes milvus.yaml
+        for attempt in range(PORT_ATTEMPTS):
+            config = milvus.MilvusServerConfig(data_dir=str(self.data_dir), **self.ports)
+            config.set("etcd_log_level", "warn")
+            # A SIGKILLed server's sessions stay in etcd for this long, and a restarted one loads
+            # nothing until they expire: 30 s by default, shortened so the fault tests stay short.
+            config.set("common.session.ttl", SESSION_TTL_S)
+            try:
+                config.resolve()  # binds each port once to check it is free; writes milvus.yaml
+                break
+            except RuntimeError as err:
+                # A free port found earlier was taken since by another process of the test run.
+                if "bind failed" not in str(err) or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                self.ports = {key: free_port() for key in PORT_KEYS}
+                self.port = self.ports["proxy_port"]
         self._embedded_etcd_on_own_ports()
         milvus._initialize_data_files(str(self.data_dir))
         self._configured = True
