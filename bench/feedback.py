@@ -42,6 +42,7 @@ from bench.synthetic_truth import is_true, load_identities, vague_captions
 from bundle.encoders import Bundle
 from index.ingest.add import ingest
 from index.ingest.sources import from_dataset
+from index.search.cpu_features import detect
 from index.search.query_vector import DEFAULT_ALPHA, DEFAULT_BETA, combine
 from index.store import GalleryIndex
 from service.suggest import SUGGEST_DEPTH, suggest, unsaid, with_phrase
@@ -362,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
                      "vague_captions": len(vague)},
             "model": {"bundle": str(bundle_dir), "epochs": epochs,
                       "fingerprint": bundle.fingerprint[:12]},
-            "cpu": cpu_name(),
+            "cpu": f"{detect().model}, {detect().cores} cores",
             "validation": chosen,
             "alpha": alpha,
             "beta": beta,
@@ -380,19 +381,6 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "feedback.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-
-
-def cpu_name() -> str:
-    """The CPU the figures were measured on, as /proc/cpuinfo names it (else the platform's)."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -38,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from index.search.cpu_features import detect
+
 if TYPE_CHECKING:
     from footage.detectors import Detector
 
@@ -45,16 +46,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 MIN_VISIBLE = 0.5
 IOU = 0.5
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _match(truth: list, boxes: np.ndarray) -> tuple[list[tuple[int, int]], set[int]]:
@@ -239,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             detectors[spec] = combine([evaluate(seq, spec) for seq in seqs])
         report: dict[str, Any] = {
             "bench": "footage",
-            "cpu": cpu_model(),
+            "cpu": detect().model,
             "cpus": os.cpu_count(),
             "quick": args.quick,
             "sequences": n_seq,

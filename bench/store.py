@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -117,14 +116,6 @@ def captions(n: int) -> list[str]:
         f"{COLOURS[(j // 3) % 8]} {GARMENTS[(j // 5) % 8]}, walking"
         for j in range(n)
     ]
-
-
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def time_calls(search: Callable[[np.ndarray], Any], queries: np.ndarray, budget_s: float) -> dict:
@@ -294,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bundle.format import read_meta
     from index.filters import GalleryFilter
+    from index.search.cpu_features import detect
     from training.export import export_untrained
 
     where = GalleryFilter(
@@ -301,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     report: dict[str, Any] = {
         "machine": {
-            "cpu": cpu_name(),
+            "cpu": detect().model,
             "cpus": os.cpu_count(),
             "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
             "faiss": faiss.__version__,

@@ -23,13 +23,14 @@ def source_files(items: Sequence[ItemMeta], images_root: Path | None) -> list[Pa
             "(its TPS_IMAGE_DIR)"
         )
     root = None if images_root is None else Path(images_root).resolve()
-    return [
-        path if path.is_absolute() else _inside(root, path)  # type: ignore[arg-type]
-        for path in (Path(item.source_path) for item in items)
-    ]
+    return [source_file(item.source_path, root) for item in items]  # type: ignore[arg-type]
 
 
-def _inside(root: Path, path: Path) -> Path:
-    """``root / path``, never outside ``root`` (such a path names a file that cannot exist)."""
-    found = (root / path).resolve()
-    return found if found.is_relative_to(root) else root / ".outside"
+def source_file(source_path: str, images_root: Path) -> Path:
+    """One stored path as a file: absolute as it is; relative under ``images_root`` (resolved),
+    never outside it (such a path names a file that cannot exist)."""
+    path = Path(source_path)
+    if path.is_absolute():
+        return path
+    found = (images_root / path).resolve()
+    return found if found.is_relative_to(images_root) else images_root / ".outside"

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from index.source_files import source_file
 from service.storage import ImageStore
 
 
 def image_path(images: ImageStore, source_path: str) -> Path:
     """The file of ``source_path`` here; a relative path never leaves the image folder (one
     that would names a file that cannot exist)."""
-    path = Path(source_path)
-    if path.is_absolute():
-        return path
-    found = (images.root / path).resolve()
-    return found if found.is_relative_to(images.root) else images.root / ".outside"
+    return source_file(source_path, images.root)
