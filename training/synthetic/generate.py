@@ -96,10 +96,13 @@ def generate(
     test_fraction: float = 0.2,
     workers: int = 1,
     progress: bool = False,
+    cast: Sequence[Identity] | None = None,
 ) -> dict:
     """Write the data set under ``out_dir`` and return summary statistics.
 
-    ``size`` is (height, width). Raises ValueError on impossible arguments.
+    ``size`` is (height, width). ``cast``: these ``ids`` people (pids 1..ids) instead of
+    sampled ones, e.g. the people of a synthetic recording. Raises ValueError on impossible
+    arguments.
     """
     if ids < 1 or images_per_id < 1:
         raise ValueError("--ids and --images-per-id must be at least 1")
@@ -110,10 +113,16 @@ def generate(
             raise ValueError(f"--{name}-fraction must be in [0, 1), got {frac}")
     if workers < 1:
         raise ValueError("--workers must be at least 1")
+    if cast is not None and [p.pid for p in cast] != list(range(1, ids + 1)):
+        raise ValueError(f"the cast must be {ids} identities with pids 1..{ids}")
     counts = split_counts(ids, val_fraction, test_fraction)
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    people = sample_identities(random.Random(derive_seed(seed, "identities")), ids)
+    people = (
+        list(cast)
+        if cast is not None
+        else sample_identities(random.Random(derive_seed(seed, "identities")), ids)
+    )
     splits = assign_splits(people, counts)
     id_width, index_width = max(4, len(str(ids))), max(2, len(str(images_per_id)))
     jobs = []

@@ -260,6 +260,25 @@ def test_identities_come_in_groups_of_near_duplicates():
             assert 1 <= differing <= 5
 
 
+def test_a_given_cast_is_drawn_instead_of_sampled_people(tmp_path):
+    cast = sample_identities(random.Random(99), 2, group_sizes=(1, 1))
+    generate(
+        tmp_path / "cast",
+        ids=2,
+        images_per_id=2,
+        seed=SEED,
+        val_fraction=0.0,
+        test_fraction=0.0,
+        cast=cast,
+    )
+    attributes = json.loads((tmp_path / "cast" / "attributes.json").read_text())
+    for who in cast:
+        drawn = attributes[str(who.pid)]
+        assert (drawn["upper_colour"], drawn["lower_type"]) == (who.upper_colour, who.lower_type)
+    with pytest.raises(ValueError, match=r"pids 1\.\.3"):
+        generate(tmp_path / "bad", ids=3, images_per_id=1, seed=SEED, cast=cast)
+
+
 def test_attributes_file_lists_every_identity_with_its_images(people, entries):
     assert set(people) == {str(i) for i in range(1, IDS + 1)}
     by_id: dict[int, list[str]] = {}
