@@ -26,6 +26,7 @@ if _WORKERS > 1:
 
 # After the environment above: these import torch, which reads OMP_NUM_THREADS once.
 from support.builders import (  # noqa: E402
+    make_cast_bundle,
     make_onnx_bundle,
     make_random_bundle,
     make_synthetic,
@@ -74,6 +75,38 @@ def tiny_footage(tmp_path_factory: pytest.TempPathFactory) -> Path:
         lambda d: make_footage(
             d, people=2, frames=24, fps=8, size=(240, 320), seed=2, pillar=False
         ),
+    )
+
+
+@pytest.fixture(scope="session")
+def cast_footage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic recording of three people who differ in top and bottom colour: 40 frames of
+    480x360 at 8 frames/s. Seed 7: all three walk where the HOG detector finds them."""
+    from support.synthetic_footage import distinct_people, make_footage
+
+    return built_once(
+        tmp_path_factory,
+        "footage-cast",
+        lambda d: make_footage(
+            d,
+            people=3,
+            frames=40,
+            fps=8,
+            size=(360, 480),
+            seed=7,
+            pillar=False,
+            cast=distinct_people(3, seed=3),
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def cast_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model trained on ``cast_footage``'s three people (support/builders.py)."""
+    from support.synthetic_footage import distinct_people
+
+    return built_once(
+        tmp_path_factory, "cast-run", lambda d: make_cast_bundle(distinct_people(3, seed=3), d)
     )
 
 

@@ -64,6 +64,49 @@ def make_trained_bundle(data_root: Path, run_dir: Path, epochs: int = 3) -> Path
     return bundle
 
 
+def make_cast_bundle(cast: list, run_dir: Path, images_per_id: int = 16) -> Path:
+    """The tiny model trained on ``cast`` alone (the people of a synthetic recording, drawn
+    with other poses, lights and occluders than the recording's): a model that certainly tells
+    these people apart, so a test of the footage pipeline judges the pipeline, not the model
+    (the suite's open-set model is far too weak to separate three strangers reliably)."""
+    from training.config import TrainConfig
+    from training.synthetic.generate import generate
+    from training.train import train
+
+    bundle = run_dir / "bundle"
+    if (bundle / "bundle.json").is_file():
+        return bundle
+    data = run_dir / "people"
+    if not (data / "reid_raw.json").is_file():
+        generate(
+            data,
+            ids=len(cast),
+            images_per_id=images_per_id,
+            seed=7,
+            val_fraction=0.0,
+            test_fraction=0.0,
+            cast=cast,
+        )
+    cfg = TrainConfig(
+        dataset="cuhk-pedes",
+        root=data,
+        model="tiny",
+        epochs=4,
+        batch_size=4 * len(cast),
+        instances_per_id=4,
+        lr=1e-3,
+        tau=0.05,
+        warmup_epochs=1,
+        grad_clip=5.0,
+        val_split="none",
+        workers=0,
+        out=run_dir / "run",
+        losses=["cmpm"],
+    )
+    train(cfg)
+    return run_dir / "run" / "bundle"
+
+
 def make_onnx_bundle(source: Path, out: Path) -> Path:
     """A copy of ``source`` with its towers exported to ONNX: same weights, same fingerprint, so
     an index built with ``source`` serves with it too."""

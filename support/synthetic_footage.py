@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,16 @@ def _walker(rng: random.Random, pid: int, identity: Identity, frames: int, n: in
     )
 
 
+def distinct_people(count: int, seed: int) -> list[Identity]:
+    """``count`` people (pids 1..count) of whom no two share a top colour or a bottom colour:
+    people a small model trained on them can tell apart."""
+    rng = random.Random(seed)
+    while True:
+        people = sample_identities(rng, count, group_sizes=(1, 1))
+        if len({p.upper_colour for p in people}) == len({p.lower_colour for p in people}) == count:
+            return people
+
+
 def _paste(frame: np.ndarray, sprite: tuple[np.ndarray, np.ndarray], box: tuple[int, ...]) -> None:
     rgb, mask = sprite
     x, y, w, h = box
@@ -127,16 +138,18 @@ def make_footage(
     size: tuple[int, int] = (360, 640),
     seed: int = 0,
     pillar: bool = True,
+    cast: list[Identity] | None = None,
 ) -> Path:
     """One sequence folder under ``out``; returns it. ``size`` is (height, width), even. A
-    finished folder (its seqinfo.json, written last) is returned as it is."""
+    finished folder (its seqinfo.json, written last) is returned as it is. ``cast``: these
+    people (the first ``people`` of them) instead of sampled ones."""
     out = Path(out)
     if (out / "seqinfo.json").is_file():
         return out
     (out / "gt").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     H, W = size
-    identities = sample_identities(rng, people, group_sizes=(1, 1))
+    identities = list(cast[:people]) if cast else sample_identities(rng, people, (1, 1))
     walkers = [_walker(rng, n + 1, who, frames, n) for n, who in enumerate(identities)]
     background = np.asarray(_background(size, rng)).copy()
     pillar_box = (int(W * 0.47), 0, int(W * 0.05), H) if pillar else None
@@ -206,6 +219,23 @@ def _truth_rows(
         x1, y1, x2, y2 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
         rows.append(f"{frame},{pid},{x1},{y1},{x2 - x1},{y2 - y1},1,1,{visibility:.3f}\n")
     return rows
+
+
+def track_owner(truth: dict[int, list], crops: list[dict], min_iou: float = 0.5) -> int | None:
+    """The person most of a track's crops show: each crop (``frame`` from 0 and ``box``, as in
+    a footage job's manifest) votes for the true person its box overlaps most, at IoU >=
+    ``min_iou``; None when no crop matches anyone."""
+    from footage.boxes import iou_matrix
+
+    votes: Counter[int] = Counter()
+    for crop in crops:
+        people = truth.get(crop["frame"] + 1, [])
+        if people:
+            boxes = np.stack([b for _, b, _ in people])
+            iou = iou_matrix(np.array([crop["box"]], np.float32), boxes)[0]
+            if iou.max() >= min_iou:
+                votes[people[int(iou.argmax())][0]] += 1
+    return votes.most_common(1)[0][0] if votes else None
 
 
 def read_truth(path: Path) -> dict[int, list[tuple[int, np.ndarray, float]]]:

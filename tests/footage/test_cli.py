@@ -13,12 +13,12 @@ import pytest
 
 from footage.boxes import iou_matrix
 from footage.job import MANIFEST, FootageJob, prepare
-from footage.spans import is_track, span_of
+from footage.spans import is_track, span_of, track_person_id
 from index.cli import main
 from index.ingest.add import ingest
 from index.metadata_fields import iso_seconds
 from index.stores import open_store
-from support.synthetic_footage import read_truth
+from support.synthetic_footage import read_truth, track_owner
 
 START = "2024-05-01T08:00:00Z"
 
@@ -197,3 +197,39 @@ def test_a_users_onnx_detector_runs_end_to_end(
     manifest = json.loads((Path(f"{store}.crops") / report["recording"] / MANIFEST).read_text())
     for crop in manifest["tracks"][0]["crops"]:
         np.testing.assert_allclose(crop["box"], [100, 60, 160, 200], atol=1e-3)
+
+
+def test_each_person_s_description_finds_their_own_track(
+    cast_footage: Path, cast_bundle: Path, tmp_path: Path
+) -> None:
+    """The whole path a user takes: ingest a recording, then search it by description. The
+    bundle was trained on these three people (support/builders.py make_cast_bundle), so what
+    is judged is the pipeline: a track that mixed people, lost its crops or carried another
+    track's id would not come first for its person's words."""
+    store = tmp_path / "gallery"
+    code, result, err = _run(store, cast_bundle, cast_footage / "video.mp4")
+    assert code == 0, err
+    report = result["recordings"][0]
+    truth = read_truth(cast_footage / "gt" / "gt.txt")
+    manifest = json.loads((Path(f"{store}.crops") / report["recording"] / MANIFEST).read_text())
+    owner = {
+        track_person_id("lobby-1", report["recording"], t["track"]): track_owner(truth, t["crops"])
+        for t in manifest["tracks"]
+    }
+    # Each of the three people has a track (a person whose track broke may have two).
+    assert set(owner.values()) == {1, 2, 3}
+
+    captions = json.loads((cast_footage / "people.json").read_text())
+    for person, texts in captions.items():
+        for text in texts:
+            out = io.StringIO()
+            with redirect_stdout(out), redirect_stderr(io.StringIO()):
+                code = main(
+                    [
+                        *("-q", "search", str(store), "--bundle", str(cast_bundle)),
+                        *("--query", text, "-k", "50", "--use-gpu", "never"),
+                    ]
+                )
+            assert code == 0
+            hits = json.loads(out.getvalue())
+            assert owner[hits[0]["person_id"]] == int(person), (text, hits[0])

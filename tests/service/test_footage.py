@@ -3,6 +3,7 @@ tracks; a hostile file is answered 4xx and changes nothing."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +11,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from footage.job import MANIFEST
+from footage.spans import track_person_id
 from service.app import create_app
+from support.synthetic_footage import read_truth, track_owner
 from tests.service.support import KEY, count, wait_ready
 
 START = "2024-05-01T08:00:00Z"
@@ -124,3 +128,40 @@ def test_bad_fields_are_422(client: TestClient, fields: dict, says: str) -> None
 
 def test_an_unknown_job_is_404(client: TestClient) -> None:
     assert client.get("/v1/footage/0123456789abcdef").status_code == 404
+
+
+def test_each_person_s_description_finds_their_own_track(
+    make_settings, cast_footage: Path, cast_bundle: Path, tmp_path: Path
+) -> None:
+    """A recording sent to the service, then searched by each person's words: the first
+    result is that person's track. The bundle was trained on these three people
+    (support/builders.py make_cast_bundle), so what is judged is the pipeline."""
+    settings = make_settings(
+        bundle=cast_bundle,
+        index_dir=tmp_path / "index",
+        create_store=True,
+        footage_sample_fps=8.0,
+        retention_days=365 * 50,
+    )
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        state = finished(
+            client, post(client, (cast_footage / "video.mp4").read_bytes()).json()["job_id"]
+        )
+        assert state["status"] == "done", state["error"]
+        recording = state["tracks"][0]["person_id"].split(":")[2]
+        crops = settings.images_path / "footage" / "crops" / recording / MANIFEST
+        truth = read_truth(cast_footage / "gt" / "gt.txt")
+        owner = {
+            track_person_id("lobby-1", recording, t["track"]): track_owner(truth, t["crops"])
+            for t in json.loads(crops.read_text())["tracks"]
+        }
+        assert set(owner.values()) == {1, 2, 3}
+
+        captions = json.loads((cast_footage / "people.json").read_text())
+        for person, texts in captions.items():
+            for text in texts:
+                body = {"query": text, "top_k": 10, "unique_persons": True}
+                first = client.post("/v1/search", json=body).json()["results"][0]
+                assert owner[first["person_id"]] == int(person), (text, first)
+                assert first["camera_id"] == "lobby-1" and first["track_start"] is not None
