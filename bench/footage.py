@@ -18,6 +18,11 @@ frame in the MOT challenge format. Per detector it reports:
     python -m bench.footage --out out/bench --bundle runs/tiny/bundle
     python -m bench.footage --quick                        # one short sequence, HOG only
     python -m bench.footage --detector onnx:yolov8n.onnx   # HOG and a user's export
+    python -m bench.footage --yolov8n-cost                 # HOG and YOLOv8n's cost
+
+``--yolov8n-cost`` measures only frames/s of the ONNX detector path with a graph of YOLOv8n's
+architecture and random weights (bench/yolov8n_graph.py) at input 640 and 320: what a user's
+export of that size costs here. Its boxes mean nothing, so it reports no accuracy.
 
 JSON on stdout and in OUT/footage.json; progress on stderr.
 """
@@ -134,16 +139,33 @@ def combine(per_seq: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def yolov8n_cost(seqs: list[Path], work: Path) -> dict[str, Any]:
+    """Frames/s of the ONNX path with YOLOv8n-sized graphs of random weights: cost only."""
+    from bench.yolov8n_graph import export_yolov8n
+
+    out: dict[str, Any] = {}
+    for size in (640, 320):
+        print(f"measuring a YOLOv8n-sized graph at {size}", file=sys.stderr, flush=True)
+        graph = export_yolov8n(work / f"yolov8n-{size}.onnx", size=size)
+        runs = [evaluate(seq, f"onnx:{graph}") for seq in seqs]
+        frames = sum(r["frames"] for r in runs)
+        out[f"yolov8n-architecture-{size} (random weights: cost only)"] = {
+            "frames": frames,
+            "detector_fps": round(frames / sum(r["detect_seconds"] for r in runs), 2),
+            "analysis_fps": round(frames / sum(r["analysis_seconds"] for r in runs), 2),
+        }
+    return out
+
+
 def retrieval(seqs: list[Path], bundle_path: Path, detector: str, work: Path) -> dict[str, Any]:
     """Ingest every sequence with the footage job (default sampling), then query with each
     person's captions; a track is that person's when most of its crops' boxes are theirs."""
     from bundle.encoders import Bundle
     from footage.analysis import AnalysisOptions
-    from footage.boxes import iou_matrix
     from footage.job import MANIFEST, FootageJob, ingest_recording
     from footage.spans import track_person_id
     from index.stores import create_store
-    from support.synthetic_footage import read_truth
+    from support.synthetic_footage import read_truth, track_owner
 
     bundle = Bundle(bundle_path, device="cpu")
     store = create_store(work / "gallery", bundle.fingerprint, bundle.dim, use_gpu="never")
@@ -161,17 +183,10 @@ def retrieval(seqs: list[Path], bundle_path: Path, detector: str, work: Path) ->
         truth = read_truth(seq / "gt" / "gt.txt")
         saved = json.loads((work / "crops" / report.recording / MANIFEST).read_text())
         for track in saved["tracks"]:
-            votes: Counter[int] = Counter()
-            for crop in track["crops"]:
-                people = truth.get(crop["frame"] + 1, [])
-                if people:
-                    boxes = np.stack([b for _, b, _ in people])
-                    iou = iou_matrix(np.array([crop["box"]], np.float32), boxes)[0]
-                    if iou.max() >= IOU:
-                        votes[people[int(iou.argmax())][0]] += 1
-            if votes:
+            who = track_owner(truth, track["crops"], IOU)
+            if who is not None:
                 person = track_person_id(job.camera, report.recording, track["track"])
-                owner[person] = f"{n}/{votes.most_common(1)[0][0]}"
+                owner[person] = f"{n}/{who}"
         people = json.loads((seq / "people.json").read_text())
         queries += [(c, f"{n}/{pid}") for pid, caps in people.items() for c in caps]
     ingest_seconds = time.perf_counter() - began
@@ -211,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--detector", action="append", default=[], help="onnx:FILE to measure besides hog"
     )
+    parser.add_argument(
+        "--yolov8n-cost",
+        action="store_true",
+        help="frames/s of a YOLOv8n-sized ONNX graph (random weights) at input 640 and 320",
+    )
     parser.add_argument("--bundle", type=Path, help="a trained bundle: text → track retrieval")
     parser.add_argument("--data", type=Path, help="where the sequences are made (kept)")
     args = parser.parse_args(argv)
@@ -228,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         for spec in ["hog", *args.detector]:
             print(f"detecting and tracking with {spec}", file=sys.stderr, flush=True)
             detectors[spec] = combine([evaluate(seq, spec) for seq in seqs])
+        if args.yolov8n_cost:
+            detectors.update(yolov8n_cost(seqs, Path(tmp)))
         report: dict[str, Any] = {
             "bench": "footage",
             "cpu": detect().model,
