@@ -6,6 +6,7 @@ anything changes.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from tqdm import tqdm
 from footage.crops import BestCrops, Crop, make_crop
 from footage.detectors import Detector
 from footage.tracker import ByteTracker
-from footage.video import DEFAULT_MAX_PIXELS, probe, sampled_frames
+from footage.video import DEFAULT_MAX_PIXELS, Frame, probe, sampled_frames
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,48 @@ class Analysis:
     seconds_detecting: float
 
 
+class TrackBuilder:
+    """Successive sampled frames and their detections → tracks with their best crops. A track
+    is finished once the tracker has let it go (lost for longer than it waits)."""
+
+    def __init__(self, options: AnalysisOptions) -> None:
+        self.options = options
+        self.tracker = ByteTracker()
+        self._best: dict[int, BestCrops] = {}
+        self._spans: dict[int, list[float]] = {}  # raw id -> [first, last, frames]
+
+    def add(self, frame: Frame, found: np.ndarray) -> FrameBoxes:
+        boxes = FrameBoxes(frame.index, frame.time, found)
+        for tracked in self.tracker.update(found):
+            boxes.tracked.append((tracked.track_id, tracked.box))
+            span = self._spans.setdefault(tracked.track_id, [frame.time, frame.time, 0])
+            span[1] = frame.time
+            span[2] += 1
+            crop = make_crop(frame.rgb, tracked.box, frame.index, frame.time)
+            if crop is not None:
+                self._best.setdefault(tracked.track_id, BestCrops(self.options.crops_per_track))
+                self._best[tracked.track_id].offer(crop)
+        return boxes
+
+    def take_finished(self) -> list[tuple[int, Track]]:
+        """(raw id, track) of the tracks finished since the last call, numbered 0; a track
+        seen in too few frames (mostly a false detection) is dropped."""
+        return self._take([i for i in sorted(self._spans) if not self.tracker.holds(i)])
+
+    def take_all(self) -> list[tuple[int, Track]]:
+        """Every track not taken yet, finished or not (the end of the frames)."""
+        return self._take(sorted(self._spans))
+
+    def _take(self, ids: list[int]) -> list[tuple[int, Track]]:
+        out = []
+        for i in ids:
+            first, last, frames = self._spans.pop(i)
+            best = self._best.pop(i, None)
+            if frames >= self.options.min_track_frames and best is not None:
+                out.append((i, Track(0, first, last, int(frames), best.best())))
+        return out
+
+
 def analyse(
     path: Path,
     detector: Detector,
@@ -66,9 +109,7 @@ def analyse(
     """``on_frame(sampled so far, expected)`` is called after each sampled frame."""
     info = probe(path, options.max_pixels)
     expected = _expected_samples(info.declared_frames, info.fps, options.sample_fps)
-    tracker = ByteTracker()
-    best: dict[int, BestCrops] = {}
-    spans: dict[int, list[float]] = {}  # raw id -> [first, last, frames]
+    builder = TrackBuilder(options)
     frames: list[FrameBoxes] = []
     detecting = 0.0
     with tqdm(total=expected or None, unit="frame", desc="detecting", disable=not progress) as bar:
@@ -76,25 +117,14 @@ def analyse(
             began = time.perf_counter()
             found = detector.detect(frame.rgb)
             detecting += time.perf_counter() - began
-            boxes = FrameBoxes(frame.index, frame.time, found)
-            for tracked in tracker.update(found):
-                boxes.tracked.append((tracked.track_id, tracked.box))
-                span = spans.setdefault(tracked.track_id, [frame.time, frame.time, 0])
-                span[1] = frame.time
-                span[2] += 1
-                crop = make_crop(frame.rgb, tracked.box, frame.index, frame.time)
-                if crop is not None:
-                    best.setdefault(tracked.track_id, BestCrops(options.crops_per_track))
-                    best[tracked.track_id].offer(crop)
-            frames.append(boxes)
+            frames.append(builder.add(frame, found))
             bar.update(1)
             if on_frame is not None:
                 on_frame(len(frames), max(expected, len(frames)))
-    kept = [i for i in sorted(spans) if spans[i][2] >= options.min_track_frames and i in best]
-    number = {raw: n for n, raw in enumerate(kept, start=1)}
-    tracks = [
-        Track(number[i], spans[i][0], spans[i][1], int(spans[i][2]), best[i].best()) for i in kept
-    ]
+    # Numbered in order of first appearance.
+    kept = builder.take_all()
+    number = {raw: n for n, (raw, _) in enumerate(kept, start=1)}
+    tracks = [dataclasses.replace(track, number=number[raw]) for raw, track in kept]
     for boxes in frames:
         boxes.tracked = [(number[i], b) for i, b in boxes.tracked if i in number]
     return Analysis(tracks, frames, len(frames), detecting)

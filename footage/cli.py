@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import threading
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from signal import SIGINT, SIGTERM
+from typing import TYPE_CHECKING, Any
 
 from footage.analysis import AnalysisOptions
-from footage.detectors import DETECTOR_HELP
+from footage.detectors import DETECTOR_HELP, make_detector
 from footage.errors import FootageError
 from footage.job import FootageJob, FootageReport, add_entries, prepare, summary
+from footage.stream import StreamJob, check_stream_job, follow_stream
+from footage.video import is_stream
 from index.errors import IndexStoreError
 from index.metadata_fields import TIME_HELP, parse_time
 from index.stores import store_kind
+
+if TYPE_CHECKING:
+    from bundle.encoders import Bundle
+    from index.gallery_store import GalleryStore
 
 log = logging.getLogger("footage")
 
@@ -30,9 +39,9 @@ def add_parser(commands: Any, store_help: str) -> argparse.ArgumentParser:
     footage.add_argument("--camera", required=True, metavar="ID", help="the camera's id")
     footage.add_argument(
         "--start",
-        required=True,
         metavar="TIME",
-        help=f"when the first frame was taken: {TIME_HELP}",
+        help=f"recordings: when the first frame was taken: {TIME_HELP} (a live stream is "
+        "timed by this machine's clock)",
     )
     footage.add_argument("--sample-fps", type=float, default=5.0, help="frames/s analysed (5)")
     footage.add_argument("--detector", default="hog", help=DETECTOR_HELP)
@@ -46,7 +55,26 @@ def add_parser(commands: Any, store_help: str) -> argparse.ArgumentParser:
     )
     footage.add_argument("--batch-size", type=int, default=64)
     footage.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    footage.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
+    live = footage.add_argument_group("a live stream (rtsp://, rtmp://, http://, srt://)")
+    live.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="follow the stream this long (default: until stopped with Ctrl-C or SIGTERM)",
+    )
+    live.add_argument(
+        "--reconnect-tries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="times in a row a broken stream is opened again before giving up (5)",
+    )
+    footage.add_argument(
+        "sources",
+        nargs="+",
+        metavar="VIDEO",
+        help="recording files, or one live stream's URL",
+    )
     return footage
 
 
@@ -59,27 +87,26 @@ def _crops_root(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace, progress: bool) -> dict[str, Any]:
+    if args.batch_size < 1:
+        raise FootageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    options = AnalysisOptions(sample_fps=args.sample_fps, crops_per_track=args.crops_per_track)
+    streams = [s for s in args.sources if is_stream(s)]
+    if streams:
+        return _follow(args, options, streams, progress)
+    if args.duration is not None:
+        raise FootageError("--duration is for a live stream; a recording is read whole")
+    if args.start is None:
+        raise FootageError("--start is required for recordings: when their first frame was taken")
     try:
         start = parse_time(args.start)
     except ValueError as err:
         raise FootageError(f"--start: {err}") from None
-    if args.batch_size < 1:
-        raise FootageError(f"--batch-size must be at least 1, got {args.batch_size}")
-    options = AnalysisOptions(sample_fps=args.sample_fps, crops_per_track=args.crops_per_track)
-    jobs = [FootageJob(v, args.camera, start, args.detector, options) for v in args.videos]
+    jobs = [FootageJob(Path(v), args.camera, start, args.detector, options) for v in args.sources]
     crops = _crops_root(args)
     # Every recording is read and checked before the store is touched.
     prepared = [prepare(job, crops, progress) for job in jobs]
-    from bundle.encoders import Bundle
-    from index.stores import create_store, open_store
-
-    bundle = Bundle(args.bundle, device=args.device)
-    try:
-        store = open_store(args.out, bundle.fingerprint, bundle.dim, "never")
-    except IndexStoreError:
-        if store_kind(args.out) == "faiss" and Path(args.out).exists():
-            raise
-        store = create_store(args.out, bundle.fingerprint, bundle.dim, use_gpu="never")
+    bundle = _bundle(args)
+    store = _open_store(args, bundle)
     reports = []
     with closing(store):
         for job, (key, entries, tracks, sampled) in zip(jobs, prepared, strict=True):
@@ -91,3 +118,59 @@ def run(args: argparse.Namespace, progress: bool) -> dict[str, Any]:
             reports.append({"video": str(job.video), **report.as_dict()})
         count = store.count()
     return {"store": str(args.out), "recordings": reports, "count": count}
+
+
+def _bundle(args: argparse.Namespace) -> Bundle:
+    from bundle.encoders import Bundle
+
+    return Bundle(args.bundle, device=args.device)
+
+
+def _open_store(args: argparse.Namespace, bundle: Bundle) -> GalleryStore:
+    """The store, created when absent."""
+    from index.stores import create_store, open_store
+
+    try:
+        store = open_store(args.out, bundle.fingerprint, bundle.dim, "never")
+    except IndexStoreError:
+        if store_kind(args.out) == "faiss" and Path(args.out).exists():
+            raise
+        store = create_store(args.out, bundle.fingerprint, bundle.dim, use_gpu="never")
+    return store
+
+
+def _follow(
+    args: argparse.Namespace, options: AnalysisOptions, streams: list[str], progress: bool
+) -> dict[str, Any]:
+    """One live stream, followed until its duration is over or SIGINT/SIGTERM arrives: then the
+    open tracks are added and the report printed."""
+    if len(args.sources) > 1:
+        raise FootageError("a live stream is followed alone: one stream per command")
+    if args.start is not None:
+        raise FootageError("--start is for recordings: a live stream is timed by this clock")
+    job = check_stream_job(
+        StreamJob(
+            streams[0], args.camera, args.detector, options, args.duration, args.reconnect_tries
+        )
+    )
+    make_detector(job.detector)  # a wrong detector file fails before the bundle loads
+    crops = _crops_root(args)
+    bundle = _bundle(args)
+    opened: list[GalleryStore] = []
+
+    def store() -> GalleryStore:  # once the stream has delivered a frame
+        if not opened:
+            opened.append(_open_store(args, bundle))
+        return opened[0]
+
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (SIGINT, SIGTERM)}
+    try:
+        report = follow_stream(store, bundle, job, crops, stop, progress)
+        count = store().count()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for gallery in opened:
+            gallery.close()
+    return {"store": str(args.out), "stream": report.as_dict(), "count": count}

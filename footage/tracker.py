@@ -60,6 +60,10 @@ class ByteTracker:
         self._next_id = 1
         self._step = -1
 
+    def holds(self, track_id: int) -> bool:
+        """Whether the track may still be continued (it is not lost for good)."""
+        return any(t.track_id == track_id for t in self._tracks)
+
     def update(self, detections: np.ndarray) -> list[TrackedBox]:
         """One sampled frame's (N, 5) detections → the boxes matched or started this step."""
         self._step += 1

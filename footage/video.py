@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import av
 import numpy as np
@@ -85,6 +86,64 @@ def sampled_frames(
                 f"{path}: the recording is damaged or truncated ({err})", "damaged"
             ) from None
     _check_count(path, decoded, info.declared_frames)
+
+
+# Sources read as live streams, not files: what IP cameras and video recorders serve.
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "srt", "udp", "tcp")
+# Seconds a camera may take to answer, and to deliver the next frame, before it is given up
+# (the second stays well inside the 10 s a container gets to stop before it is killed).
+STREAM_TIMEOUTS_S = (10.0, 5.0)
+
+
+def is_stream(source: str) -> bool:
+    return urlsplit(str(source)).scheme.lower() in STREAM_SCHEMES
+
+
+def redact(url: str, text: str | None = None) -> str:
+    """The URL without its password (camera URLs often carry one), for logs and reports; or
+    ``text`` (e.g. FFmpeg's error message) with the password blanked wherever it appears."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url if text is None else text
+    if text is not None:
+        return text.replace(url, redact(url)).replace(parts.password, "***")
+    host = parts.hostname or ""
+    host = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def live_frames(
+    url: str, sample_fps: float, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Iterator[Frame]:
+    """A live stream's frames at ``sample_fps``, timed from its first frame, until the stream
+    ends. FootageError when it cannot be opened, is not video, or breaks off; RTSP is read over
+    TCP (lost UDP packets would tear frames)."""
+    options = {"rtsp_transport": "tcp"} if url.lower().startswith("rtsp") else {}
+    shown = redact(url)
+    try:
+        container = av.open(url, options=options, timeout=STREAM_TIMEOUTS_S)
+    except av.FFmpegError as err:
+        reason = redact(url, str(err))
+        raise FootageError(
+            f"{shown}: the stream cannot be opened ({reason})", "unreachable"
+        ) from None
+    with container:
+        stream = _video_stream(container, Path(shown))
+        fps = float(stream.average_rate or 0)
+        step, next_time, decoded, start = 1.0 / sample_fps, 0.0, 0, None
+        try:
+            for frame in container.decode(stream):
+                _check_size(Path(shown), frame.width, frame.height, max_pixels)
+                seconds = _seconds(frame, decoded, fps)
+                start = seconds if start is None else start
+                t, decoded = seconds - start, decoded + 1
+                if t + 1e-6 < next_time:
+                    continue
+                next_time = (int((t + 1e-6) / step) + 1) * step
+                yield Frame(decoded - 1, t, frame.to_ndarray(format="rgb24"))
+        except av.FFmpegError as err:
+            reason = redact(url, str(err))
+            raise FootageError(f"{shown}: the stream broke off ({reason})", "damaged") from None
 
 
 def scan(path: Path, formats: tuple[str, ...], max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:

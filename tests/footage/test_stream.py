@@ -1,0 +1,157 @@
+"""``python -m index footage`` following a live RTSP stream from a camera on 127.0.0.1
+(support/rtsp_camera.py): tracks are added as people leave, a camera that reboots is followed
+again, SIGTERM ends the session with its open tracks added, and a wrong URL is one line."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from footage.job import MANIFEST
+from index.cli import main
+from index.metadata_fields import iso_seconds
+from index.stores import open_store
+from support.rtsp_camera import RtspCamera
+from support.synthetic_footage import read_truth, track_owner
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _with_password(url: str) -> str:
+    return url.replace("rtsp://", "rtsp://admin:hunter2@")
+
+
+def _follow(store: Path, bundle: Path, url: str, *extra: str) -> tuple[int, dict | None, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(
+            [
+                *("footage", "--bundle", str(bundle), "--out", str(store)),
+                *("--camera", "lobby-1", "--sample-fps", "8", *extra, url),
+            ]
+        )
+    return code, (json.loads(out.getvalue()) if code == 0 else None), err.getvalue()
+
+
+def _owners(store: Path, report: dict, truth: dict) -> dict[str, int | None]:
+    manifest = json.loads((Path(f"{store}.crops") / report["session"] / MANIFEST).read_text())
+    return {t["person_id"]: track_owner(truth, t["crops"]) for t in manifest["tracks"]}
+
+
+def test_a_camera_stream_becomes_searchable_tracks(
+    cast_footage: Path, cast_bundle: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "gallery"
+    before = time.time()
+    with RtspCamera(cast_footage / "video.mp4") as camera:
+        url = _with_password(camera.url)
+        code, result, err = _follow(store, cast_bundle, url, "--reconnect-tries", "0")
+    after = time.time()
+    assert code == 0, err
+    report = result["stream"]
+    assert report["ended"] == "stream ended" and report["connections"] == 1
+    assert report["added"] == report["crops"] == result["count"] > 0
+    # The camera's password is in no report, log or file.
+    manifest = (Path(f"{store}.crops") / report["session"] / MANIFEST).read_text()
+    assert all("hunter2" not in text for text in (json.dumps(result), err, manifest))
+    assert report["stream"] == _with_password(camera.url).replace("hunter2", "***")
+
+    # The stream's frames are the recording's, in order, so its truth judges the tracks.
+    owner = _owners(store, report, read_truth(cast_footage / "gt" / "gt.txt"))
+    assert set(owner.values()) == {1, 2, 3}
+    with open_store(store) as gallery:
+        items = list(gallery.items())
+    for item in items:
+        assert before <= item.captured_at <= after and item.camera_id == "lobby-1"
+
+    captions = json.loads((cast_footage / "people.json").read_text())
+    for person, texts in captions.items():
+        for text in texts:
+            out = io.StringIO()
+            with redirect_stdout(out), redirect_stderr(io.StringIO()):
+                args = ["-q", "search", str(store), "--bundle", str(cast_bundle), "--query", text]
+                assert main([*args, "--use-gpu", "never"]) == 0
+            assert owner[json.loads(out.getvalue())[0]["person_id"]] == int(person), text
+
+
+def test_a_camera_that_reboots_is_followed_again(
+    cast_footage: Path, cast_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = tmp_path / "gallery"
+    # The first connection breaks off after 16 of 40 frames; the second plays them all, and
+    # then the camera is off: one try to reach it again, and the session ends.
+    with RtspCamera(cast_footage / "video.mp4", plays=2, drop_after=16) as camera:
+        code, result, err = _follow(store, cast_bundle, camera.url, "--reconnect-tries", "1")
+    assert code == 0, err
+    report = result["stream"]
+    assert report["connections"] == 2 and report["ended"] == "stream ended"
+    assert "opening it again in 1 s (try 1 of 1)" in caplog.text
+    # Tracks of both connections: the people in view when it broke off were added then.
+    starts = sorted(t["first"] for t in report["tracks"])
+    assert starts[-1] - starts[0] > 2.0
+    assert len(report["tracks"]) >= 4
+
+
+def test_sigterm_ends_the_session_and_adds_the_open_tracks(
+    cast_footage: Path, cast_bundle: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "gallery"
+    with RtspCamera(cast_footage / "video.mp4") as camera:
+        command = [
+            *(sys.executable, "-m", "index", "-q", "footage", "--bundle", str(cast_bundle)),
+            *("--out", str(store), "--camera", "lobby-1", "--sample-fps", "8", camera.url),
+        ]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        # Once a first track was added, the command is well inside its loop, and the three
+        # people who walk through the whole recording are in view.
+        manifests = Path(f"{store}.crops")
+        deadline = time.monotonic() + 60
+        while not list(manifests.glob(f"*/{MANIFEST}")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        at_signal = len(json.loads(next(manifests.glob(f"*/{MANIFEST}")).read_text())["tracks"])
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    report = json.loads(out)["stream"]
+    assert report["ended"] == "stopped" and report["sampled_frames"] < 40
+    # The tracks open at the signal were added before it ended.
+    assert len(report["tracks"]) > at_signal
+    assert report["added"] == report["crops"] == json.loads(out)["count"]
+    last = max(t["last"] for t in report["tracks"])
+    assert last >= iso_seconds("2026-01-01T00:00:00Z")  # timed by the clock
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ((), "cannot be opened"),
+        (("--start", "2024-05-01T08:00:00Z"), "--start is for recordings"),
+        (("--duration", "0"), "--duration must be above 0"),
+    ],
+)
+def test_a_wrong_stream_command_is_one_line_and_creates_nothing(
+    random_bundle: Path, tmp_path: Path, extra: tuple[str, ...], says: str
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"rtsp://admin:hunter2@127.0.0.1:{probe.getsockname()[1]}/lobby"
+    store = tmp_path / "gallery"
+    code, _, err = _follow(store, random_bundle, url, *extra)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and says in lines[0], err
+    assert "hunter2" not in err and not store.exists()
