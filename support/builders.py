@@ -64,7 +64,7 @@ def make_trained_bundle(data_root: Path, run_dir: Path, epochs: int = 3) -> Path
     return bundle
 
 
-def make_cast_bundle(cast: list, run_dir: Path, images_per_id: int = 16) -> Path:
+def make_cast_bundle(cast: list, run_dir: Path, images_per_id: int = 16, epochs: int = 4) -> Path:
     """The tiny model trained on ``cast`` alone (the people of a synthetic recording, drawn
     with other poses, lights and occluders than the recording's): a model that certainly tells
     these people apart, so a test of the footage pipeline judges the pipeline, not the model
@@ -73,7 +73,7 @@ def make_cast_bundle(cast: list, run_dir: Path, images_per_id: int = 16) -> Path
     from training.synthetic.generate import generate
     from training.train import train
 
-    bundle = run_dir / "bundle"
+    bundle = run_dir / "run" / "bundle"
     if (bundle / "bundle.json").is_file():
         return bundle
     data = run_dir / "people"
@@ -91,8 +91,8 @@ def make_cast_bundle(cast: list, run_dir: Path, images_per_id: int = 16) -> Path
         dataset="cuhk-pedes",
         root=data,
         model="tiny",
-        epochs=4,
-        batch_size=4 * len(cast),
+        epochs=epochs,
+        batch_size=4 * min(len(cast), 16),
         instances_per_id=4,
         lr=1e-3,
         tau=0.05,
@@ -104,7 +104,7 @@ def make_cast_bundle(cast: list, run_dir: Path, images_per_id: int = 16) -> Path
         losses=["cmpm"],
     )
     train(cfg)
-    return run_dir / "run" / "bundle"
+    return bundle
 
 
 def make_onnx_bundle(source: Path, out: Path) -> Path:

@@ -107,6 +107,11 @@ def _walker(rng: random.Random, pid: int, identity: Identity, frames: int, n: in
     )
 
 
+def people_of(seed: int, people: int) -> list[Identity]:
+    """The people ``make_footage(seed=seed, people=people)`` draws (pids 1..people)."""
+    return sample_identities(random.Random(seed), people, group_sizes=(1, 1))
+
+
 def distinct_people(count: int, seed: int) -> list[Identity]:
     """``count`` people (pids 1..count) of whom no two share a top colour or a bottom colour:
     people a small model trained on them can tell apart."""

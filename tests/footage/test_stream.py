@@ -47,7 +47,7 @@ def _owners(store: Path, report: dict, truth: dict) -> dict[str, int | None]:
     return {t["person_id"]: track_owner(truth, t["crops"]) for t in manifest["tracks"]}
 
 
-def test_a_camera_stream_becomes_searchable_tracks(
+def test_a_camera_stream_becomes_tracks_of_its_people(
     cast_footage: Path, cast_bundle: Path, tmp_path: Path
 ) -> None:
     store = tmp_path / "gallery"
@@ -72,15 +72,6 @@ def test_a_camera_stream_becomes_searchable_tracks(
         items = list(gallery.items())
     for item in items:
         assert before <= item.captured_at <= after and item.camera_id == "lobby-1"
-
-    captions = json.loads((cast_footage / "people.json").read_text())
-    for person, texts in captions.items():
-        for text in texts:
-            out = io.StringIO()
-            with redirect_stdout(out), redirect_stderr(io.StringIO()):
-                args = ["-q", "search", str(store), "--bundle", str(cast_bundle), "--query", text]
-                assert main([*args, "--use-gpu", "never"]) == 0
-            assert owner[json.loads(out.getvalue())[0]["person_id"]] == int(person), text
 
 
 def test_a_camera_that_reboots_is_followed_again(

@@ -3,8 +3,10 @@ tracks; a hostile file is answered 4xx and changes nothing."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import datetime
 from pathlib import Path
 
@@ -13,7 +15,9 @@ from fastapi.testclient import TestClient
 
 from footage.job import MANIFEST
 from footage.spans import track_person_id
+from index.cli import main as index_main
 from service.app import create_app
+from support.rtsp_camera import RtspCamera
 from support.synthetic_footage import read_truth, track_owner
 from tests.service.support import KEY, count, wait_ready
 
@@ -165,3 +169,50 @@ def test_each_person_s_description_finds_their_own_track(
                 first = client.post("/v1/search", json=body).json()["results"][0]
                 assert owner[first["person_id"]] == int(person), (text, first)
                 assert first["camera_id"] == "lobby-1" and first["track_start"] is not None
+
+
+def test_a_camera_followed_beside_the_service_is_searched_by_it(
+    make_settings, cast_footage: Path, cast_bundle: Path, tmp_path: Path
+) -> None:
+    """How a deployment watches a camera: ``python -m index footage rtsp://...`` adds tracks to
+    the store the service serves, which picks up each new generation by itself."""
+    settings = make_settings(
+        bundle=cast_bundle, index_dir=tmp_path / "index", create_store=True, index_refresh_s=0.2
+    )
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        out = io.StringIO()
+        with (
+            RtspCamera(cast_footage / "video.mp4") as camera,
+            redirect_stdout(out),
+            redirect_stderr(io.StringIO()),
+        ):
+            code = index_main(
+                [
+                    *("-q", "footage", "--bundle", str(cast_bundle)),
+                    *("--out", str(settings.index_dir), "--crops", str(tmp_path / "crops")),
+                    *("--camera", "lobby-1", "--sample-fps", "8", "--reconnect-tries", "0"),
+                    camera.url,
+                ]
+            )
+        assert code == 0
+        report = json.loads(out.getvalue())["stream"]
+        deadline = time.monotonic() + 30
+        while count(client) < report["added"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert count(client) == report["added"] > 0
+
+        manifest = tmp_path / "crops" / report["session"] / MANIFEST
+        truth = read_truth(cast_footage / "gt" / "gt.txt")
+        owner = {
+            t["person_id"]: track_owner(truth, t["crops"])
+            for t in json.loads(manifest.read_text())["tracks"]
+        }
+        captions = json.loads((cast_footage / "people.json").read_text())
+        for person, texts in captions.items():
+            for text in texts:
+                body = {"query": text, "top_k": 10, "unique_persons": True}
+                first = client.post("/v1/search", json=body).json()["results"][0]
+                assert owner[first["person_id"]] == int(person), (text, first)
+        image = client.get(f"/v1/gallery/{first['image_id']}/image")
+        assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
