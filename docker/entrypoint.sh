@@ -12,7 +12,8 @@ jobs:
   train ARGS...    python -m training train ARGS (under torchrun when NPROC_PER_NODE > 1)
   evaluate ARGS... python -m training evaluate ARGS
   export ARGS...   python -m training export ARGS
-  index ARGS...    python -m index ARGS (build, add, remove, info, search, rebuild, migrate)
+  index ARGS...    python -m index ARGS (build, add, remove, info, search, rebuild, migrate,
+                   footage)
   keys ARGS...     python -m service keys ARGS (create, list, revoke): the API's keys
   audit ARGS...    python -m service audit ARGS (export): the audit trail
   retention ARGS.. python -m service retention ARGS: remove images past TPS_RETENTION_DAYS

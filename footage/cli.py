@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from contextlib import closing
@@ -73,7 +74,8 @@ def add_parser(commands: Any, store_help: str) -> argparse.ArgumentParser:
         "sources",
         nargs="+",
         metavar="VIDEO",
-        help="recording files, or one live stream's URL",
+        help="recording files, or one live stream's URL; env:NAME reads it from the "
+        "environment variable NAME (keeps a camera's password out of the process list)",
     )
     return footage
 
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace, progress: bool) -> dict[str, Any]:
     if args.batch_size < 1:
         raise FootageError(f"--batch-size must be at least 1, got {args.batch_size}")
     options = AnalysisOptions(sample_fps=args.sample_fps, crops_per_track=args.crops_per_track)
+    args.sources = [_from_environment(s) for s in args.sources]
     streams = [s for s in args.sources if is_stream(s)]
     if streams:
         return _follow(args, options, streams, progress)
@@ -101,7 +104,10 @@ def run(args: argparse.Namespace, progress: bool) -> dict[str, Any]:
         start = parse_time(args.start)
     except ValueError as err:
         raise FootageError(f"--start: {err}") from None
-    jobs = [FootageJob(Path(v), args.camera, start, args.detector, options) for v in args.sources]
+    jobs = [
+        FootageJob(Path(v), args.camera, start, args.detector, options, args.device)
+        for v in args.sources
+    ]
     crops = _crops_root(args)
     # Every recording is read and checked before the store is touched.
     prepared = [prepare(job, crops, progress) for job in jobs]
@@ -118,6 +124,17 @@ def run(args: argparse.Namespace, progress: bool) -> dict[str, Any]:
             reports.append({"video": str(job.video), **report.as_dict()})
         count = store.count()
     return {"store": str(args.out), "recordings": reports, "count": count}
+
+
+def _from_environment(source: str) -> str:
+    """``env:NAME`` → the value of the environment variable NAME; anything else as it is."""
+    if not source.startswith("env:"):
+        return source
+    name = source.removeprefix("env:")
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise FootageError(f"{source}: the environment variable {name} is not set")
+    return value
 
 
 def _bundle(args: argparse.Namespace) -> Bundle:
@@ -150,10 +167,11 @@ def _follow(
         raise FootageError("--start is for recordings: a live stream is timed by this clock")
     job = check_stream_job(
         StreamJob(
-            streams[0], args.camera, args.detector, options, args.duration, args.reconnect_tries
+            *(streams[0], args.camera, args.detector, options),
+            *(args.duration, args.reconnect_tries, args.device),
         )
     )
-    make_detector(job.detector)  # a wrong detector file fails before the bundle loads
+    make_detector(job.detector, job.device)  # a wrong detector file fails before the bundle
     crops = _crops_root(args)
     bundle = _bundle(args)
     opened: list[GalleryStore] = []

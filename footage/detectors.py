@@ -25,9 +25,9 @@ class Detector(Protocol):
         ...
 
 
-def make_detector(spec: str) -> Detector:
-    """The detector a ``--detector`` value names; FootageError for an unknown name or a file
-    of the wrong layout."""
+def make_detector(spec: str, device: str = "cpu") -> Detector:
+    """The detector a ``--detector`` value names, an ONNX one on ``device`` (auto|cpu|cuda);
+    FootageError for an unknown name or a file of the wrong layout."""
     if spec == "hog":
         from footage.hog import HogDetector
 
@@ -36,5 +36,5 @@ def make_detector(spec: str) -> Detector:
     if kind == "onnx" and sep and rest:
         from footage.onnx_detector import OnnxDetector
 
-        return OnnxDetector(Path(rest))
+        return OnnxDetector(Path(rest), device)
     raise FootageError(f"unknown detector {spec!r}: use {DETECTOR_HELP}")

@@ -46,6 +46,7 @@ class FootageJob:
     start: float  # seconds since the epoch of the recording's first frame
     detector: str = "hog"
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
+    device: str = "cpu"  # of an ONNX detector (the key does not depend on it)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def check_job(job: FootageJob) -> FootageJob:
         raise FootageError(f"crops per track must be at least 1, got {opts.crops_per_track}")
     if not Path(job.video).is_file():
         raise FootageError(f"{job.video}: no such file")
-    return FootageJob(Path(job.video), camera, job.start, job.detector, opts)
+    return FootageJob(Path(job.video), camera, job.start, job.detector, opts, job.device)
 
 
 def prepare(
@@ -107,7 +108,7 @@ def prepare(
     """(recording key, gallery entries of the crops, tracks, sampled frames), analysing the
     recording unless a finished analysis of it is kept under ``crops_root``."""
     job = check_job(job)
-    detector = make_detector(job.detector)  # a wrong detector file fails before decoding
+    detector = make_detector(job.detector, job.device)  # a wrong file fails before decoding
     key = recording_key(job)
     folder = Path(crops_root) / key
     manifest = folder / MANIFEST

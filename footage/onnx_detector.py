@@ -25,6 +25,7 @@ class OnnxDetector:
     def __init__(
         self,
         path: Path,
+        device: str = "cpu",
         min_score: float = 0.25,
         nms_iou: float = 0.45,
         threads: int = 0,
@@ -38,9 +39,7 @@ class OnnxDetector:
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
+            self._session = ort.InferenceSession(str(path), options, providers=_providers(device))
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             raise FootageError(f"detector file {path}: not an ONNX model ({err})") from None
         self._input, self._size = _check_input(self._session, path)
@@ -62,6 +61,19 @@ class OnnxDetector:
                 "[1, 4+classes, N]"
             )
         return decode(out[0], box, rgb.shape[1], rgb.shape[0], self._min_score, self._nms_iou)
+
+
+def _providers(device: str) -> list:
+    """ONNX Runtime's providers for ``device`` as the bundle's graphs choose them, without
+    TensorRT (an engine build per detector file is minutes for a few ms a frame)."""
+    from bundle.format import BundleError
+    from bundle.onnx_providers import TENSORRT, choose_providers
+
+    try:
+        providers, _ = choose_providers(device)
+    except BundleError as err:
+        raise FootageError(f"detector: {err}") from None
+    return [p for p in providers if (p[0] if isinstance(p, tuple) else p) != TENSORRT]
 
 
 def decode(

@@ -57,6 +57,7 @@ class StreamJob:
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
     duration: float | None = None  # seconds of this machine's clock; None: until stopped
     reconnect_tries: int = 5
+    device: str = "cpu"  # of an ONNX detector
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,9 @@ def check_stream_job(job: StreamJob) -> StreamJob:
         raise FootageError(f"--duration must be above 0 seconds, got {job.duration}")
     if job.reconnect_tries < 0:
         raise FootageError(f"--reconnect-tries must be 0 or more, got {job.reconnect_tries}")
-    return StreamJob(job.url, camera, job.detector, opts, job.duration, job.reconnect_tries)
+    return StreamJob(
+        job.url, camera, job.detector, opts, job.duration, job.reconnect_tries, job.device
+    )
 
 
 def session_key(job: StreamJob, began: float) -> str:
@@ -182,7 +185,7 @@ def follow_stream(
     unreachable ``reconnect_tries`` times in a row. ``store()`` gives the store when the
     stream has delivered its first frame: a stream that cannot be opened changes nothing."""
     job = check_stream_job(job)
-    detector = make_detector(job.detector)
+    detector = make_detector(job.detector, job.device)
     stop = stop or threading.Event()
     began = clock()
     key = session_key(job, began)

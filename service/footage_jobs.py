@@ -128,4 +128,4 @@ def job_for(runtime: Runtime, video: Path, camera_id: str, start: float) -> Foot
         crops_per_track=s.footage_crops_per_track,
         max_pixels=s.footage_max_pixels,
     )
-    return FootageJob(video, camera_id, start, s.footage_detector, options)
+    return FootageJob(video, camera_id, start, s.footage_detector, options, s.device)

@@ -216,6 +216,27 @@ def test_default_index_command_parses_and_its_paths_are_mounted() -> None:
         assert mounts[target][0] == api_mounts[target][0], target
 
 
+def test_the_camera_service_follows_a_stream_into_the_served_index() -> None:
+    from index.cli import build_parser
+
+    camera, api = BASE["services"]["camera"], BASE["services"]["api"]
+    assert camera["profiles"] == ["camera"] and camera["image"] == api["image"]
+    assert camera["entrypoint"] == ["/app/docker/entrypoint.sh", "index"]
+    args = build_parser().parse_args(camera["command"])
+    assert args.command == "footage" and args.sources == ["env:CAMERA_URL"]
+    # The URL (and its password) stays out of the command line.
+    assert "CAMERA_URL" in camera["environment"]
+    assert str(args.out) == api["environment"]["TPS_INDEX_DIR"]
+    assert str(args.bundle) == api["environment"]["TPS_BUNDLE"]
+    mounts, api_mounts = _volumes(camera), _volumes(api)
+    assert _under(str(args.out), mounts, writable=True)
+    # The crops are read by the API from the same path.
+    assert _under(str(args.crops), mounts, writable=True) and _under(str(args.crops), api_mounts)
+    for target in ("/indexes", "/uploads", "/bundles"):
+        assert mounts[target][0] == api_mounts[target][0], target
+    assert camera["restart"] == "unless-stopped" and camera["healthcheck"] == {"disable": True}
+
+
 def test_gpu_override() -> None:
     for name, service in GPU["services"].items():
         assert name in BASE["services"], f"{name} is not in compose.yaml"

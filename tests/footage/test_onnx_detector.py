@@ -66,3 +66,32 @@ def test_a_file_that_is_not_onnx_is_refused(tmp_path: Path) -> None:
         make_detector(f"onnx:{path}")
     with pytest.raises(FootageError, match="unknown detector"):
         make_detector("yolo")
+
+
+def _cuda_ready() -> bool:
+    import onnxruntime as ort
+    import torch
+
+    return torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.mark.skipif(_cuda_ready(), reason="this machine can run the detector on CUDA")
+def test_cuda_asked_for_where_it_cannot_run_is_one_error(tmp_path: Path) -> None:
+    candidates = np.array([_column(320, 320, 64, 128, 0.8, 0.1)], np.float32).T
+    path = constant_detector(tmp_path / "d.onnx", candidates)
+    with pytest.raises(FootageError, match="--device cuda was asked for"):
+        make_detector(f"onnx:{path}", device="cuda")
+    assert make_detector(f"onnx:{path}", device="auto").detect(np.zeros((64, 64, 3), np.uint8)).size
+
+
+@pytest.mark.skipif(not _cuda_ready(), reason="GPU only: needs CUDA and onnxruntime-gpu")
+def test_the_detector_runs_on_cuda_with_the_cpu_s_boxes(tmp_path: Path) -> None:
+    from bench.yolov8n_graph import export_yolov8n
+
+    path = export_yolov8n(tmp_path / "y.onnx", size=320)
+    images = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
+    gpu, cpu = make_detector(f"onnx:{path}", "cuda"), make_detector(f"onnx:{path}", "cpu")
+    assert "CUDAExecutionProvider" in gpu._session.get_providers()
+    # The raw candidates (random weights find no one, so compare what NMS would see).
+    on_gpu, on_cpu = (d._session.run(None, {"images": images})[0] for d in (gpu, cpu))
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-2, atol=1e-2)

@@ -124,6 +124,22 @@ def test_sigterm_ends_the_session_and_adds_the_open_tracks(
     assert last >= iso_seconds("2026-01-01T00:00:00Z")  # timed by the clock
 
 
+def test_the_url_may_come_from_the_environment(
+    cast_footage: Path, random_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with RtspCamera(cast_footage / "video.mp4") as camera:
+        monkeypatch.setenv("CAMERA_URL", _with_password(camera.url))
+        code, result, err = _follow(
+            tmp_path / "gallery", random_bundle, "env:CAMERA_URL", "--duration", "1"
+        )
+    assert code == 0, err
+    assert result["stream"]["stream"] == _with_password(camera.url).replace("hunter2", "***")
+    assert result["stream"]["ended"] == "duration"
+    monkeypatch.delenv("CAMERA_URL")
+    code, _, err = _follow(tmp_path / "gallery", random_bundle, "env:CAMERA_URL")
+    assert code == 2 and "env:CAMERA_URL: the environment variable CAMERA_URL is not set" in err
+
+
 @pytest.mark.parametrize(
     ("extra", "says"),
     [
