@@ -171,7 +171,7 @@ def known_people_bundle(sequences: int, people: int, work: Path) -> Path:
 
     cast = [p for n in range(sequences) for p in people_of(SEED + n, people)]
     cast = [dataclasses.replace(p, pid=i) for i, p in enumerate(cast, start=1)]
-    return make_cast_bundle(cast, work, epochs=12)
+    return make_cast_bundle(cast, work, epochs=40)
 
 
 def retrieval(seqs: list[Path], bundle_path: Path, detector: str, work: Path) -> dict[str, Any]:
