@@ -132,6 +132,9 @@ def check_make(command: Command, args: list[str]) -> None:
         check_cli(command, job[0], [*job[1:], *settings["ARGS"].split()])
 
 
+_COMPOSE_VALUE_OPTIONS = {"-p", "--project-name", "--profile", "--env-file"}
+
+
 def check_docker(command: Command, args: list[str]) -> None:
     if args[0] == "compose":
         files = [args[i + 1] for i, w in enumerate(args) if w == "-f"]
@@ -141,6 +144,8 @@ def check_docker(command: Command, args: list[str]) -> None:
         for name in files:
             services |= set(yaml.safe_load((ROOT / name).read_text())["services"])
         rest = args[args.index(files[-1]) + 1 :]
+        while rest[0] in _COMPOSE_VALUE_OPTIONS:  # compose's own options before the command
+            rest = rest[2:]
         if rest[0] == "run":
             service = next(w for w in rest[1:] if not w.startswith("-"))
             assert service in services, f"{command}: no service {service}"
