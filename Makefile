@@ -52,7 +52,7 @@ test: lint
 	# Passive OpenMP threads: the API tests run a server and a client on the same 2 cores.
 	@OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n 0 -p no:cacheprovider \
 		$(SERVER_FAULT_TESTS) > $(SERVER_FAULT_LOG) 2>&1 & faults=$$!; \
-	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile \
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 \
 		--no-loadscope-reorder -m "not milvus_server"; main=$$?; \
 	wait $$faults; faulted=$$?; \
 	echo "--- the fault tests on the real Milvus server ($(SERVER_FAULT_LOG)):"; \

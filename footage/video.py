@@ -118,7 +118,11 @@ def live_frames(
     """A live stream's frames at ``sample_fps``, timed from its first frame, until the stream
     ends. FootageError when it cannot be opened, is not video, or breaks off; RTSP is read over
     TCP (lost UDP packets would tear frames)."""
-    options = {"rtsp_transport": "tcp"} if url.lower().startswith("rtsp") else {}
+    # FFmpeg probes a stream for up to 5 s before the first frame; 1 s finds a camera's codec,
+    # size and rate (measured: 3.5 s → 1.4 s to the first frame of an RTSP camera).
+    options = {"analyzeduration": "1000000"}
+    if url.lower().startswith("rtsp"):
+        options["rtsp_transport"] = "tcp"
     shown = redact(url)
     try:
         container = av.open(url, options=options, timeout=STREAM_TIMEOUTS_S)
