@@ -11,6 +11,7 @@ stream was opened, later frames add their stream time. When the stream breaks of
 reboots, the network drops) the open tracks are added, and the stream is opened again after 1,
 2, 4, ... (at most 30) seconds, ``reconnect_tries`` times in a row before the session ends. A
 stream that cannot be opened at all is an error at once: most likely a wrong URL or password.
+While the store is unavailable (a Milvus restart) finished tracks wait and are tried again.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from footage.errors import FootageError
 from footage.job import MANIFEST, add_entries, summary
 from footage.spans import span_tags, track_person_id
 from footage.video import live_frames, redact
+from index.errors import StoreUnavailableError
 from index.ingest.sources import GalleryEntry
 from index.metadata_fields import parse_id
 
@@ -125,6 +127,9 @@ class _Session:
         self.tracks: list[dict[str, Any]] = []
         self.added = 0
         self.crops = 0
+        # Tracks whose crops the store could not take yet (a Milvus restart): tried again.
+        self.pending: list[tuple[dict[str, Any], list[GalleryEntry]]] = []
+        self._next_try = 0.0
 
     def add(self, track: Track, anchor: float) -> None:
         number = len(self.tracks) + 1
@@ -147,23 +152,46 @@ class _Session:
                     tags=span_tags(first, last),
                 )
             )
-        added, _ = add_entries(self.store, self.bundle, entries, progress=False, guard=self.guard)
-        self.added += added
+        record = {"track": number, "person_id": person, "first": first, "last": last}
+        self.tracks.append({**record, "crops": crops, "added": False})
         self.crops += len(entries)
-        self.tracks.append(
-            {"track": number, "person_id": person, "first": first, "last": last, "crops": crops}
-        )
+        self.pending.append((self.tracks[-1], entries))
+        self.flush()
+
+    def flush(self, now: float | None = None) -> None:
+        """Add the pending tracks, oldest first; while the store is unavailable they wait,
+        and are tried again at most once per its retry delay (``now`` given: only when due)."""
+        if not self.pending or (now is not None and now < self._next_try):
+            return
+        while self.pending:
+            track, entries = self.pending[0]
+            try:
+                added, _ = add_entries(
+                    self.store, self.bundle, entries, progress=False, guard=self.guard
+                )
+            except StoreUnavailableError as err:
+                self._next_try = time.monotonic() + err.retry_after_s
+                log.warning(
+                    "%s: the store is unavailable (%s): %d track(s) wait to be added",
+                    self.job.camera,
+                    err,
+                    len(self.pending),
+                )
+                break
+            self.pending.pop(0)
+            self.added += added
+            track["added"] = True
+            log.info(
+                "%s: track %d added (%s to %s, %d crops)",
+                self.job.camera,
+                track["track"],
+                _clock_time(track["first"]),
+                _clock_time(track["last"]),
+                len(entries),
+            )
         write_json_atomic(
             self.folder / MANIFEST,
             {"stream": redact(self.job.url), "camera": self.job.camera, "tracks": self.tracks},
-        )
-        log.info(
-            "%s: track %d added (%s to %s, %d crops)",
-            self.job.camera,
-            number,
-            _clock_time(first),
-            _clock_time(last),
-            len(entries),
         )
 
 
@@ -219,6 +247,7 @@ def follow_stream(
                         session = _Session(job, key, Path(crops_root) / key, store(), bundle, guard)
                         bar = tqdm(unit="frame", desc=job.camera, disable=not progress)
                 builder.add(frame, detector.detect(frame.rgb))
+                session.flush(time.monotonic())  # type: ignore[union-attr]  # set above
                 sampled += 1
                 bar.update(1)  # type: ignore[union-attr]  # made with the session
                 for _, track in builder.take_finished():
@@ -255,6 +284,12 @@ def follow_stream(
     if bar is not None:
         bar.close()
     assert session is not None  # a session that never connected raised above
+    session.flush()
+    if session.pending:
+        raise FootageError(
+            f"{len(session.pending)} track(s) could not be added: the store is still "
+            f"unavailable; their crops and tracks.json are in {session.folder}"
+        )
     return StreamReport(
         redact(job.url),
         key,

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from footage.errors import FootageError
 from footage.job import MANIFEST
 from index.cli import main
+from index.errors import StoreUnavailableError
 from index.metadata_fields import iso_seconds
 from index.stores import open_store
 from support.rtsp_camera import RtspCamera
@@ -90,6 +92,49 @@ def test_a_camera_that_reboots_is_followed_again(
     starts = sorted(t["first"] for t in report["tracks"])
     assert starts[-1] - starts[0] > 2.0
     assert len(report["tracks"]) >= 4
+
+
+class RefusingStore:
+    """A real FAISS store that refuses its first ``outage`` writes as a Milvus store does while
+    its server restarts (StoreUnavailableError): fault injection, the store itself is real."""
+
+    def __init__(self, store, outage: int) -> None:
+        self._store, self.outage, self.refused = store, outage, 0
+
+    def add(self, vectors, items):
+        if self.refused < self.outage:
+            self.refused += 1
+            raise StoreUnavailableError("the store's server is restarting", retry_after_s=0.2)
+        return self._store.add(vectors, items)
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+
+def test_tracks_wait_while_the_store_is_unavailable_and_are_added_after(
+    cast_footage: Path, cast_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bundle.encoders import Bundle
+    from footage.stream import StreamJob, follow_stream
+    from index.stores import create_store
+
+    bundle = Bundle(cast_bundle, device="cpu")
+    faiss = create_store(tmp_path / "gallery", bundle.fingerprint, bundle.dim, use_gpu="never")
+    store = RefusingStore(faiss, outage=3)
+    with RtspCamera(cast_footage / "video.mp4") as camera:
+        job = StreamJob(camera.url, "lobby-1", reconnect_tries=0)
+        report = follow_stream(lambda: store, bundle, job, tmp_path / "crops", progress=False)
+    assert store.refused == 3 and "track(s) wait to be added" in caplog.text
+    assert report.added == report.crops == faiss.count() > 0
+    manifest = json.loads((tmp_path / "crops" / report.session / MANIFEST).read_text())
+    assert all(t["added"] for t in manifest["tracks"])
+
+    # A store that never comes back: the command fails, saying where the tracks wait.
+    never = RefusingStore(create_store(tmp_path / "g2", bundle.fingerprint, bundle.dim), 10**6)
+    with RtspCamera(cast_footage / "video.mp4") as camera:
+        job = StreamJob(camera.url, "lobby-1", duration=2.0, reconnect_tries=0)
+        with pytest.raises(FootageError, match="could not be added: the store is still"):
+            follow_stream(lambda: never, bundle, job, tmp_path / "crops", progress=False)
 
 
 def test_sigterm_ends_the_session_and_adds_the_open_tracks(
