@@ -16,9 +16,9 @@ from footage.analysis import AnalysisOptions
 from footage.detectors import DETECTOR_HELP, make_detector
 from footage.errors import FootageError
 from footage.job import FootageJob, FootageReport, add_entries, prepare, summary
+from footage.live import STREAM_SCHEMES, is_stream, looks_like_url, redact
 from footage.stream import StreamJob, check_stream_job, follow_stream
-from footage.video import is_stream
-from index.errors import IndexStoreError
+from index.errors import IndexStoreError, StoreUnavailableError
 from index.metadata_fields import TIME_HELP, parse_time
 from index.stores import store_kind
 
@@ -66,9 +66,9 @@ def add_parser(commands: Any, store_help: str) -> argparse.ArgumentParser:
     live.add_argument(
         "--reconnect-tries",
         type=int,
-        default=5,
         metavar="N",
-        help="times in a row a broken stream is opened again before giving up (5)",
+        help="times in a row a broken stream is opened again before giving up (default: "
+        "for as long as it takes, every 30 s at most: a camera may take minutes to reboot)",
     )
     footage.add_argument(
         "sources",
@@ -93,6 +93,12 @@ def run(args: argparse.Namespace, progress: bool) -> dict[str, Any]:
         raise FootageError(f"--batch-size must be at least 1, got {args.batch_size}")
     options = AnalysisOptions(sample_fps=args.sample_fps, crops_per_track=args.crops_per_track)
     args.sources = [_from_environment(s) for s in args.sources]
+    for source in args.sources:
+        if looks_like_url(source) and not is_stream(source):
+            raise FootageError(
+                f"{redact(source)}: not a stream this command reads (use one of "
+                f"{', '.join(f'{s}://' for s in STREAM_SCHEMES)}, or a file)"
+            )
     streams = [s for s in args.sources if is_stream(s)]
     if streams:
         return _follow(args, options, streams, progress)
@@ -149,6 +155,8 @@ def _open_store(args: argparse.Namespace, bundle: Bundle) -> GalleryStore:
 
     try:
         store = open_store(args.out, bundle.fingerprint, bundle.dim, "never")
+    except StoreUnavailableError:
+        raise  # a server that is down now: creating a store would fail the same way
     except IndexStoreError:
         if store_kind(args.out) == "faiss" and Path(args.out).exists():
             raise
@@ -167,11 +175,17 @@ def _follow(
         raise FootageError("--start is for recordings: a live stream is timed by this clock")
     job = check_stream_job(
         StreamJob(
-            *(streams[0], args.camera, args.detector, options),
-            *(args.duration, args.reconnect_tries, args.device),
+            url=streams[0],
+            camera=args.camera,
+            detector=args.detector,
+            options=options,
+            duration=args.duration,
+            reconnect_tries=args.reconnect_tries,
+            device=args.device,
+            batch_size=args.batch_size,
         )
     )
-    make_detector(job.detector, job.device)  # a wrong detector file fails before the bundle
+    detector = make_detector(job.detector, job.device)  # a wrong file fails before the bundle
     crops = _crops_root(args)
     bundle = _bundle(args)
     opened: list[GalleryStore] = []
@@ -182,9 +196,15 @@ def _follow(
         return opened[0]
 
     stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (SIGINT, SIGTERM)}
+
+    def on_signal(*_: object) -> None:
+        # Set from another thread: a handler runs in the main thread, which may hold the
+        # Event's (non-reentrant) lock at that very moment.
+        threading.Thread(target=stop.set, daemon=True).start()
+
+    previous = {s: signal.signal(s, on_signal) for s in (SIGINT, SIGTERM)}
     try:
-        report = follow_stream(store, bundle, job, crops, stop, progress)
+        report = follow_stream(store, bundle, job, crops, stop, progress, detector=detector)
         count = store().count()
     finally:
         for sig, handler in previous.items():

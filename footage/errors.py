@@ -7,9 +7,9 @@ from typing import Literal
 from index.ingest.sources import GallerySourceError
 
 # not_video: not a video FFmpeg reads, or of a format not accepted; too_large: frames over the
-# pixel limit; damaged: truncated, no frames, undecodable; invalid: anything else (values,
-# detector files).
-Reason = Literal["not_video", "too_large", "damaged", "invalid"]
+# pixel limit; damaged: truncated, no frames, undecodable; unreachable: a live stream that cannot
+# be opened; invalid: anything else (values, detector files).
+Reason = Literal["not_video", "too_large", "damaged", "unreachable", "invalid"]
 
 
 class FootageError(GallerySourceError):

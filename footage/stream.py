@@ -2,44 +2,40 @@
 
 A recording is read whole before anything is written; a stream never ends, so each track is
 added as soon as it is finished (the tracker has let the person go), a few seconds after they
-leave the view, in one atomic batch. A following session has its own key: its ids are
-``KEY-tTRACK-fFRAME`` and ``track:CAMERA:KEY:N`` as for recordings, and its crops and
-``tracks.json`` (rewritten whole after each track) lie under ``CROPS/KEY``.
+leave the view, in one atomic batch (footage/stream_session.py). A following session has its
+own key: its ids are ``KEY-tTRACK-fFRAME`` and ``track:CAMERA:KEY:N`` as for recordings, and its
+crops and ``tracks.jsonl`` lie under ``CROPS/KEY``.
 
 Times come from this machine's clock: the first frame of each connection was taken when the
 stream was opened, later frames add their stream time. When the stream breaks off (a camera
 reboots, the network drops) the open tracks are added, and the stream is opened again after 1,
-2, 4, ... (at most 30) seconds, ``reconnect_tries`` times in a row before the session ends. A
-stream that cannot be opened at all is an error at once: most likely a wrong URL or password.
-While the store is unavailable (a Milvus restart) finished tracks wait and are tried again.
+2, 4, ... (at most 30) seconds, for as long as it takes or ``reconnect_tries`` times in a row. A
+stream that cannot be opened at all, or ends before its first frame, is an error at once: most
+likely a wrong URL, password or camera.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image
 from tqdm import tqdm
 
-from bundle.fsio import replace_atomic, write_json_atomic
-from footage.analysis import AnalysisOptions, Track, TrackBuilder
-from footage.detectors import make_detector
+from footage.analysis import AnalysisOptions, TrackBuilder
+from footage.detectors import Detector, make_detector
 from footage.errors import FootageError
-from footage.job import MANIFEST, add_entries, summary
-from footage.spans import span_tags, track_person_id
-from footage.video import live_frames, redact
-from index.errors import StoreUnavailableError
-from index.ingest.sources import GalleryEntry
+from footage.live import live_frames, redact
+from footage.stream_session import StreamSession
+from footage.video import Frame
 from index.metadata_fields import parse_id
 
 if TYPE_CHECKING:
@@ -58,13 +54,14 @@ class StreamJob:
     detector: str = "hog"
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
     duration: float | None = None  # seconds of this machine's clock; None: until stopped
-    reconnect_tries: int = 5
+    reconnect_tries: int | None = None  # None: for as long as it takes
     device: str = "cpu"  # of an ONNX detector
+    batch_size: int = 64
 
 
 @dataclass(frozen=True)
 class StreamReport:
-    stream: str  # the URL without its password
+    stream: str  # the URL without its credentials
     session: str
     tracks: list[dict[str, Any]]
     crops: int
@@ -78,6 +75,7 @@ class StreamReport:
 
 
 def check_stream_job(job: StreamJob) -> StreamJob:
+    """The job with its camera id in its one form; FootageError on bad values."""
     try:
         camera = parse_id(job.camera)
     except ValueError as err:
@@ -89,11 +87,11 @@ def check_stream_job(job: StreamJob) -> StreamJob:
         raise FootageError(f"crops per track must be at least 1, got {opts.crops_per_track}")
     if job.duration is not None and not job.duration > 0:
         raise FootageError(f"--duration must be above 0 seconds, got {job.duration}")
-    if job.reconnect_tries < 0:
+    if job.reconnect_tries is not None and job.reconnect_tries < 0:
         raise FootageError(f"--reconnect-tries must be 0 or more, got {job.reconnect_tries}")
-    return StreamJob(
-        job.url, camera, job.detector, opts, job.duration, job.reconnect_tries, job.device
-    )
+    if job.batch_size < 1:
+        raise FootageError(f"--batch-size must be at least 1, got {job.batch_size}")
+    return dataclasses.replace(job, camera=camera)
 
 
 def session_key(job: StreamJob, began: float) -> str:
@@ -109,94 +107,12 @@ def session_key(job: StreamJob, began: float) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-class _Session:
-    """Where a session's finished tracks go: crops on disk, then the store, then the
-    manifest."""
-
-    def __init__(
-        self,
-        job: StreamJob,
-        key: str,
-        folder: Path,
-        store: GalleryStore,
-        bundle: Bundle,
-        guard: Callable[[], AbstractContextManager[Any]],
-    ) -> None:
-        self.job, self.key, self.folder = job, key, folder
-        self.store, self.bundle, self.guard = store, bundle, guard
-        self.tracks: list[dict[str, Any]] = []
-        self.added = 0
-        self.crops = 0
-        # Tracks whose crops the store could not take yet (a Milvus restart): tried again.
-        self.pending: list[tuple[dict[str, Any], list[GalleryEntry]]] = []
-        self._next_try = 0.0
-
-    def add(self, track: Track, anchor: float) -> None:
-        number = len(self.tracks) + 1
-        person = track_person_id(self.job.camera, self.key, number)
-        first, last = anchor + track.first_time, anchor + track.last_time
-        self.folder.mkdir(parents=True, exist_ok=True)
-        crops, entries = [], []
-        for crop in track.crops:
-            name = f"t{number:04d}_f{crop.frame:07d}.jpg"
-            image = Image.fromarray(crop.rgb)
-            replace_atomic(self.folder / name, lambda t, im=image: im.save(t, "JPEG", quality=95))
-            crops.append({"file": name, "frame": crop.frame, "time": crop.time, "box": crop.box})
-            entries.append(
-                GalleryEntry(
-                    path=self.folder / name,
-                    image_id=f"{self.key}-t{number:04d}-f{crop.frame:07d}",
-                    person_id=person,
-                    camera_id=self.job.camera,
-                    captured_at=anchor + crop.time,
-                    tags=span_tags(first, last),
-                )
-            )
-        record = {"track": number, "person_id": person, "first": first, "last": last}
-        self.tracks.append({**record, "crops": crops, "added": False})
-        self.crops += len(entries)
-        self.pending.append((self.tracks[-1], entries))
-        self.flush()
-
-    def flush(self, now: float | None = None) -> None:
-        """Add the pending tracks, oldest first; while the store is unavailable they wait,
-        and are tried again at most once per its retry delay (``now`` given: only when due)."""
-        if not self.pending or (now is not None and now < self._next_try):
-            return
-        while self.pending:
-            track, entries = self.pending[0]
-            try:
-                added, _ = add_entries(
-                    self.store, self.bundle, entries, progress=False, guard=self.guard
-                )
-            except StoreUnavailableError as err:
-                self._next_try = time.monotonic() + err.retry_after_s
-                log.warning(
-                    "%s: the store is unavailable (%s): %d track(s) wait to be added",
-                    self.job.camera,
-                    err,
-                    len(self.pending),
-                )
-                break
-            self.pending.pop(0)
-            self.added += added
-            track["added"] = True
-            log.info(
-                "%s: track %d added (%s to %s, %d crops)",
-                self.job.camera,
-                track["track"],
-                _clock_time(track["first"]),
-                _clock_time(track["last"]),
-                len(entries),
-            )
-        write_json_atomic(
-            self.folder / MANIFEST,
-            {"stream": redact(self.job.url), "camera": self.job.camera, "tracks": self.tracks},
-        )
-
-
-def _clock_time(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%H:%M:%S")
+def _next_frame(frames: Iterator[Frame]) -> tuple[Frame | None, str | None]:
+    """(the next frame, None), (None, None) at the stream's end, (None, why) when it broke."""
+    try:
+        return next(frames, None), None
+    except FootageError as err:
+        return None, str(err)
 
 
 def follow_stream(
@@ -207,93 +123,92 @@ def follow_stream(
     stop: threading.Event | None = None,
     progress: bool = True,
     guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
-    clock: Callable[[], float] = time.time,
+    detector: Detector | None = None,
 ) -> StreamReport:
     """Follow ``job``'s stream until its duration is over, ``stop`` is set, or it stays
     unreachable ``reconnect_tries`` times in a row. ``store()`` gives the store when the
     stream has delivered its first frame: a stream that cannot be opened changes nothing."""
     job = check_stream_job(job)
-    detector = make_detector(job.detector, job.device)
+    detector = detector or make_detector(job.detector, job.device)
     stop = stop or threading.Event()
-    began = clock()
+    began = time.time()
     key = session_key(job, began)
-    session: _Session | None = None
+    session: StreamSession | None = None
+    bar: tqdm | None = None  # made at the first frame: an error line stays alone
     sampled = connections = failures = 0
-    ended = ""
-    # Made at the first frame: a stream that cannot be opened prints its one error line alone.
-    bar: tqdm | None = None
 
     def over() -> str:
         if stop.is_set():
             return "stopped"
-        if job.duration is not None and clock() - began >= job.duration:
+        if job.duration is not None and time.time() - began >= job.duration:
             return "duration"
         return ""
 
+    ended = ""
     while not ended:
         builder = TrackBuilder(job.options)
-        anchor: float | None = None
-        reason = "the stream ended"
         # A camera sends its first frame as the stream is opened, but FFmpeg hands it over
-        # only after probing the stream (seconds): the opening is its time, not its arrival.
-        opening = clock()
-        try:
-            for frame in live_frames(job.url, job.options.sample_fps, job.options.max_pixels):
-                if anchor is None:
-                    anchor = opening
-                    connections += 1
-                    failures = 0
-                    if session is None:
-                        session = _Session(job, key, Path(crops_root) / key, store(), bundle, guard)
-                        bar = tqdm(unit="frame", desc=job.camera, disable=not progress)
-                builder.add(frame, detector.detect(frame.rgb))
-                session.flush(time.monotonic())  # type: ignore[union-attr]  # set above
-                sampled += 1
-                bar.update(1)  # type: ignore[union-attr]  # made with the session
-                for _, track in builder.take_finished():
-                    session.add(track, anchor)
-                    bar.set_postfix(tracks=len(session.tracks))  # type: ignore[union-attr]
-                ended = over()
-                if ended:
-                    break
-        except FootageError as err:
-            if connections == 0:
-                raise  # never reached: a wrong URL, password or camera
-            reason = str(err)
-        if anchor is not None and session is not None:
-            for _, track in builder.take_all():
+        # only after probing the stream (about a second): the opening is its time.
+        anchor = time.time()
+        frames = live_frames(job.url, job.options.sample_fps, job.options.max_pixels)
+        seen, reason = 0, "the stream ended"
+        while not ended:
+            frame, broke = _next_frame(frames)
+            if broke is not None and connections == 0:
+                raise FootageError(broke, "unreachable")  # a wrong URL, password or camera
+            if frame is None:
+                reason = broke or reason
+                break
+            if seen == 0:
+                connections, failures = connections + 1, 0
+                if session is None:
+                    folder = Path(crops_root) / key
+                    session = StreamSession(
+                        job.camera, key, folder, store(), bundle, guard, job.batch_size
+                    )
+                    bar = tqdm(unit="frame", desc=job.camera, disable=not progress)
+            seen += 1
+            assert session is not None and bar is not None
+            builder.add(frame, detector.detect(frame.rgb))
+            for _, track in builder.take_finished():
                 session.add(track, anchor)
-        ended = ended or over()
+                bar.set_postfix(tracks=len(session.tracks))
+            session.flush(time.monotonic())
+            sampled += 1
+            bar.update(1)
+            ended = over()
+        frames.close()  # closes the connection
+        if session is None:  # it opened, and ended without a frame
+            raise FootageError(f"{redact(job.url)}: the stream ended before its first frame")
+        for _, track in builder.take_all():
+            session.add(track, anchor)
         if ended:
             break
         failures += 1
-        if failures > job.reconnect_tries:
+        if job.reconnect_tries is not None and failures > job.reconnect_tries:
             ended = "stream ended"
             break
         wait = min(MAX_BACKOFF_S, 2.0 ** (failures - 1))
+        tries = "" if job.reconnect_tries is None else f" of {job.reconnect_tries}"
         log.warning(
-            "%s: %s; opening it again in %.0f s (try %d of %d)",
-            job.camera,
-            reason,
-            wait,
-            failures,
-            job.reconnect_tries,
+            "%s: %s; opening it again in %.0f s (try %d%s)",
+            *(job.camera, reason, wait, failures, tries),
         )
         stop.wait(wait)
         ended = over()
-    if bar is not None:
-        bar.close()
-    assert session is not None  # a session that never connected raised above
+    assert session is not None and bar is not None
+    bar.close()
     session.flush()
+    session.write_pending()
     if session.pending:
         raise FootageError(
             f"{len(session.pending)} track(s) could not be added: the store is still "
-            f"unavailable; their crops and tracks.json are in {session.folder}"
+            f"unavailable; their crops and tracks.jsonl are in {session.folder}"
         )
     return StreamReport(
         redact(job.url),
         key,
-        summary(session.tracks),
+        session.tracks,
         session.crops,
         session.added,
         sampled,

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import av
 import numpy as np
@@ -43,7 +42,7 @@ class VideoInfo:
 def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
     """What the container says, checked before any frame is decoded."""
     with _open(path) as container:
-        stream = _video_stream(container, path)
+        stream = video_stream(container, path)
         info = VideoInfo(
             width=int(stream.codec_context.width or 0),
             height=int(stream.codec_context.height or 0),
@@ -51,7 +50,7 @@ def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
             fps=float(stream.average_rate or 0),
             format=container.format.name,
         )
-    _check_size(path, info.width, info.height, max_pixels)
+    check_size(path, info.width, info.height, max_pixels)
     return info
 
 
@@ -67,13 +66,13 @@ def sampled_frames(
     next_time = 0.0
     decoded = 0
     with _open(path) as container:
-        stream = _video_stream(container, path)
+        stream = video_stream(container, path)
         stream.thread_type = "AUTO"
         start = None
         try:
             for frame in container.decode(stream):
-                _check_size(path, frame.width, frame.height, max_pixels)
-                seconds = _seconds(frame, decoded, info.fps)
+                check_size(path, frame.width, frame.height, max_pixels)
+                seconds = frame_seconds(frame, decoded, info.fps)
                 start = seconds if start is None else start
                 t = seconds - start
                 decoded += 1
@@ -88,68 +87,6 @@ def sampled_frames(
     _check_count(path, decoded, info.declared_frames)
 
 
-# Sources read as live streams, not files: what IP cameras and video recorders serve.
-STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "srt", "udp", "tcp")
-# Seconds a camera may take to answer, and to deliver the next frame, before it is given up
-# (the second stays well inside the 10 s a container gets to stop before it is killed).
-STREAM_TIMEOUTS_S = (10.0, 5.0)
-
-
-def is_stream(source: str) -> bool:
-    return urlsplit(str(source)).scheme.lower() in STREAM_SCHEMES
-
-
-def redact(url: str, text: str | None = None) -> str:
-    """The URL without its password (camera URLs often carry one), for logs and reports; or
-    ``text`` (e.g. FFmpeg's error message) with the password blanked wherever it appears."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url if text is None else text
-    if text is not None:
-        return text.replace(url, redact(url)).replace(parts.password, "***")
-    host = parts.hostname or ""
-    host = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
-
-
-def live_frames(
-    url: str, sample_fps: float, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> Iterator[Frame]:
-    """A live stream's frames at ``sample_fps``, timed from its first frame, until the stream
-    ends. FootageError when it cannot be opened, is not video, or breaks off; RTSP is read over
-    TCP (lost UDP packets would tear frames)."""
-    # FFmpeg probes a stream for up to 5 s before the first frame; 1 s finds a camera's codec,
-    # size and rate (measured: 3.5 s → 1.4 s to the first frame of an RTSP camera).
-    options = {"analyzeduration": "1000000"}
-    if url.lower().startswith("rtsp"):
-        options["rtsp_transport"] = "tcp"
-    shown = redact(url)
-    try:
-        container = av.open(url, options=options, timeout=STREAM_TIMEOUTS_S)
-    except av.FFmpegError as err:
-        reason = redact(url, str(err))
-        raise FootageError(
-            f"{shown}: the stream cannot be opened ({reason})", "unreachable"
-        ) from None
-    with container:
-        stream = _video_stream(container, Path(shown))
-        fps = float(stream.average_rate or 0)
-        step, next_time, decoded, start = 1.0 / sample_fps, 0.0, 0, None
-        try:
-            for frame in container.decode(stream):
-                _check_size(Path(shown), frame.width, frame.height, max_pixels)
-                seconds = _seconds(frame, decoded, fps)
-                start = seconds if start is None else start
-                t, decoded = seconds - start, decoded + 1
-                if t + 1e-6 < next_time:
-                    continue
-                next_time = (int((t + 1e-6) / step) + 1) * step
-                yield Frame(decoded - 1, t, frame.to_ndarray(format="rgb24"))
-        except av.FFmpegError as err:
-            reason = redact(url, str(err))
-            raise FootageError(f"{shown}: the stream broke off ({reason})", "damaged") from None
-
-
 def scan(path: Path, formats: tuple[str, ...], max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
     """A quick check of a whole recording without decoding it: its container is one of
     ``formats`` (FFmpeg's short names: mp4, matroska, avi, ...), and its video packets can all
@@ -162,7 +99,7 @@ def scan(path: Path, formats: tuple[str, ...], max_pixels: int = DEFAULT_MAX_PIX
         )
     packets = 0
     with _open(path) as container:
-        stream = _video_stream(container, path)
+        stream = video_stream(container, path)
         try:
             for packet in container.demux(stream):
                 packets += packet.size > 0
@@ -194,13 +131,13 @@ def _open(path: Path) -> av.container.InputContainer:
         raise FootageError(f"{path}: not a video FFmpeg can read ({err})", "not_video") from None
 
 
-def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+def video_stream(container: av.container.InputContainer, path: Path | str) -> av.VideoStream:
     if not container.streams.video:
         raise FootageError(f"{path}: the file has no video stream", "not_video")
     return container.streams.video[0]
 
 
-def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
+def check_size(path: Path | str, width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise FootageError(f"{path}: the video stream has no frame size", "damaged")
     if width * height > max_pixels:
@@ -210,7 +147,7 @@ def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def _seconds(frame: av.VideoFrame, n: int, fps: float) -> float:
+def frame_seconds(frame: av.VideoFrame, n: int, fps: float) -> float:
     if frame.pts is not None and frame.time_base is not None:
         return float(frame.pts * frame.time_base)
     return n / fps if fps > 0 else float(n)

@@ -15,6 +15,7 @@ connection plays the recording from its first frame.
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import socket
 import struct
@@ -66,6 +67,8 @@ class RtspCamera:
         self.connections = 0
         self.frames_sent = 0  # over every connection
         self._stop = threading.Event()
+        self._clients: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.url = f"rtsp://127.0.0.1:{self.port}/lobby"
@@ -82,6 +85,12 @@ class RtspCamera:
         self._stop.set()
         self._thread.join(timeout=5)
         self._listener.close()
+        for conn in self._clients:
+            # Already closed by its client or by the end of the recording, most often.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
     def _accept(self) -> None:
         self._listener.settimeout(0.2)
@@ -91,10 +100,16 @@ class RtspCamera:
             except (TimeoutError, OSError):
                 continue
             self.connections += 1
-            threading.Thread(target=self._serve, args=(conn, self.connections), daemon=True).start()
+            self._clients.append(conn)
+            self._start(self._serve, conn, self.connections)
             if self.connections == self.plays:
                 self._listener.close()  # switched off: further connections are refused
                 return
+
+    def _start(self, target, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def _sdp(self) -> str:
         key = next(u for u in self.units if any(n[0] & 0x1F == 7 for n in u))
@@ -137,13 +152,11 @@ class RtspCamera:
                 if method == "PLAY" and not playing.is_set():
                     playing.set()
                     drop = self.drop_after if number == 1 else None
-                    threading.Thread(
-                        target=self._play, args=(conn, lock, drop), daemon=True
-                    ).start()
+                    self._start(self._play, conn, lock, drop)
                 if method == "TEARDOWN":
                     return
-        except OSError:
-            return
+        except (OSError, struct.error, ValueError, IndexError):
+            return  # the client went away mid-request
         finally:
             reader.close()
             conn.close()

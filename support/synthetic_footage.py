@@ -18,7 +18,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from training.synthetic.attributes import Identity, sample_identities
+from training.synthetic.attributes import COLOURS, Identity, sample_identities
 from training.synthetic.captions import make_captions
 from training.synthetic.render import (
     Variation,
@@ -115,6 +115,8 @@ def people_of(seed: int, people: int) -> list[Identity]:
 def distinct_people(count: int, seed: int) -> list[Identity]:
     """``count`` people (pids 1..count) of whom no two share a top colour or a bottom colour:
     people a small model trained on them can tell apart."""
+    if count > len(COLOURS):
+        raise ValueError(f"at most {len(COLOURS)} people differ in every colour, not {count}")
     rng = random.Random(seed)
     while True:
         people = sample_identities(rng, count, group_sizes=(1, 1))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from footage.errors import FootageError
-from footage.job import MANIFEST
+from footage.stream_session import STREAM_MANIFEST, read_stream_tracks
 from index.cli import main
 from index.errors import StoreUnavailableError
 from index.metadata_fields import iso_seconds
@@ -45,8 +45,8 @@ def _follow(store: Path, bundle: Path, url: str, *extra: str) -> tuple[int, dict
 
 
 def _owners(store: Path, report: dict, truth: dict) -> dict[str, int | None]:
-    manifest = json.loads((Path(f"{store}.crops") / report["session"] / MANIFEST).read_text())
-    return {t["person_id"]: track_owner(truth, t["crops"]) for t in manifest["tracks"]}
+    tracks = read_stream_tracks(Path(f"{store}.crops") / report["session"])
+    return {t["person_id"]: track_owner(truth, t["crops"]) for t in tracks}
 
 
 def test_a_camera_stream_becomes_tracks_of_its_people(
@@ -63,7 +63,7 @@ def test_a_camera_stream_becomes_tracks_of_its_people(
     assert report["ended"] == "stream ended" and report["connections"] == 1
     assert report["added"] == report["crops"] == result["count"] > 0
     # The camera's password is in no report, log or file.
-    manifest = (Path(f"{store}.crops") / report["session"] / MANIFEST).read_text()
+    manifest = (Path(f"{store}.crops") / report["session"] / STREAM_MANIFEST).read_text()
     assert all("hunter2" not in text for text in (json.dumps(result), err, manifest))
     assert report["stream"] == _with_password(camera.url).replace("hunter2", "***")
 
@@ -119,22 +119,29 @@ def test_tracks_wait_while_the_store_is_unavailable_and_are_added_after(
     from index.stores import create_store
 
     bundle = Bundle(cast_bundle, device="cpu")
-    faiss = create_store(tmp_path / "gallery", bundle.fingerprint, bundle.dim, use_gpu="never")
-    store = RefusingStore(faiss, outage=3)
-    with RtspCamera(cast_footage / "video.mp4") as camera:
-        job = StreamJob(camera.url, "lobby-1", reconnect_tries=0)
-        report = follow_stream(lambda: store, bundle, job, tmp_path / "crops", progress=False)
-    assert store.refused == 3 and "track(s) wait to be added" in caplog.text
-    assert report.added == report.crops == faiss.count() > 0
-    manifest = json.loads((tmp_path / "crops" / report.session / MANIFEST).read_text())
-    assert all(t["added"] for t in manifest["tracks"])
+    with create_store(tmp_path / "g1", bundle.fingerprint, bundle.dim, use_gpu="never") as faiss:
+        store = RefusingStore(faiss, outage=3)
+        with RtspCamera(cast_footage / "video.mp4") as camera:
+            job = StreamJob(camera.url, "lobby-1", reconnect_tries=0)
+            report = follow_stream(lambda: store, bundle, job, tmp_path / "crops", progress=False)
+        assert store.refused == 3 and "track(s) wait to be added" in caplog.text
+        assert report.added == report.crops == faiss.count() > 0
+    tracks = read_stream_tracks(tmp_path / "crops" / report.session)
+    assert [t["track"] for t in tracks] == list(range(1, len(report.tracks) + 1))
+    assert all(t["added"] for t in tracks)
 
     # A store that never comes back: the command fails, saying where the tracks wait.
-    never = RefusingStore(create_store(tmp_path / "g2", bundle.fingerprint, bundle.dim), 10**6)
-    with RtspCamera(cast_footage / "video.mp4") as camera:
-        job = StreamJob(camera.url, "lobby-1", duration=2.0, reconnect_tries=0)
-        with pytest.raises(FootageError, match="could not be added: the store is still"):
-            follow_stream(lambda: never, bundle, job, tmp_path / "crops", progress=False)
+    with create_store(tmp_path / "g2", bundle.fingerprint, bundle.dim, use_gpu="never") as faiss:
+        never = RefusingStore(faiss, outage=10**6)
+        with RtspCamera(cast_footage / "video.mp4") as camera:
+            job = StreamJob(camera.url, "lobby-1", duration=2.0)
+            with pytest.raises(FootageError, match="could not be added: the store is still"):
+                follow_stream(lambda: never, bundle, job, tmp_path / "crops", progress=False)
+        assert faiss.count() == 0
+    waiting = [
+        read_stream_tracks(d) for d in (tmp_path / "crops").iterdir() if d.name != report.session
+    ]
+    assert waiting[0] and not any(t["added"] for t in waiting[0])
 
 
 def test_sigterm_ends_the_session_and_adds_the_open_tracks(
@@ -150,15 +157,19 @@ def test_sigterm_ends_the_session_and_adds_the_open_tracks(
         process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        # Once a first track was added, the command is well inside its loop, and the three
-        # people who walk through the whole recording are in view.
-        manifests = Path(f"{store}.crops")
-        deadline = time.monotonic() + 60
-        while not list(manifests.glob(f"*/{MANIFEST}")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        at_signal = len(json.loads(next(manifests.glob(f"*/{MANIFEST}")).read_text())["tracks"])
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
+        try:
+            # Once a first track was added, the command is well inside its loop, and the
+            # three people who walk through the whole recording are in view.
+            manifests = Path(f"{store}.crops")
+            deadline = time.monotonic() + 60
+            while not list(manifests.glob(f"*/{STREAM_MANIFEST}")):
+                assert time.monotonic() < deadline and process.poll() is None, "no track added"
+                time.sleep(0.05)
+            at_signal = len(read_stream_tracks(next(manifests.glob("*"))))
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
     assert process.returncode == 0, err
     report = json.loads(out)["stream"]
     assert report["ended"] == "stopped" and report["sampled_frames"] < 40
@@ -167,6 +178,15 @@ def test_sigterm_ends_the_session_and_adds_the_open_tracks(
     assert report["added"] == report["crops"] == json.loads(out)["count"]
     last = max(t["last"] for t in report["tracks"])
     assert last >= iso_seconds("2026-01-01T00:00:00Z")  # timed by the clock
+
+
+def test_a_stream_that_ends_before_its_first_frame_is_one_error_line(
+    cast_footage: Path, random_bundle: Path, tmp_path: Path
+) -> None:
+    with RtspCamera(cast_footage / "video.mp4", drop_after=0) as camera:
+        code, _, err = _follow(tmp_path / "gallery", random_bundle, camera.url)
+    assert code == 2 and err.strip().endswith("the stream ended before its first frame")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "gallery").exists()
 
 
 def test_the_url_may_come_from_the_environment(
@@ -191,6 +211,7 @@ def test_the_url_may_come_from_the_environment(
         ((), "cannot be opened"),
         (("--start", "2024-05-01T08:00:00Z"), "--start is for recordings"),
         (("--duration", "0"), "--duration must be above 0"),
+        (("--reconnect-tries", "-1"), "--reconnect-tries must be 0 or more"),
     ],
 )
 def test_a_wrong_stream_command_is_one_line_and_creates_nothing(
@@ -207,3 +228,10 @@ def test_a_wrong_stream_command_is_one_line_and_creates_nothing(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and says in lines[0], err
     assert "hunter2" not in err and not store.exists()
+
+
+def test_a_mistyped_scheme_is_one_line_without_the_password(
+    random_bundle: Path, tmp_path: Path
+) -> None:
+    code, _, err = _follow(tmp_path / "gallery", random_bundle, "rstp://admin:hunter2@cam/s1")
+    assert code == 2 and "not a stream this command reads" in err and "hunter2" not in err

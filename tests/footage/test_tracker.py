@@ -37,3 +37,13 @@ def test_a_track_lost_for_a_few_frames_is_found_again() -> None:
     for _ in range(3):
         tracker.update(np.zeros((0, 5), np.float32))
     assert [t.track_id for t in tracker.update(np.array([_box(2, 0)]))] == [1]
+
+
+def test_a_track_is_held_until_it_is_lost_for_longer_than_it_waits() -> None:
+    tracker = ByteTracker(lost_steps=3)
+    (first,) = tracker.update(np.array([_box(10, 20)], np.float32))
+    for _ in range(3):
+        tracker.update(np.zeros((0, 5), np.float32))
+        assert tracker.holds(first.track_id)
+    tracker.update(np.zeros((0, 5), np.float32))
+    assert not tracker.holds(first.track_id)

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from footage.job import MANIFEST
 from footage.spans import track_person_id
+from footage.stream_session import read_stream_tracks
 from index.cli import main as index_main
 from service.app import create_app
 from support.rtsp_camera import RtspCamera
@@ -202,11 +203,10 @@ def test_a_camera_followed_beside_the_service_is_searched_by_it(
             time.sleep(0.1)
         assert count(client) == report["added"] > 0
 
-        manifest = tmp_path / "crops" / report["session"] / MANIFEST
         truth = read_truth(cast_footage / "gt" / "gt.txt")
         owner = {
             t["person_id"]: track_owner(truth, t["crops"])
-            for t in json.loads(manifest.read_text())["tracks"]
+            for t in read_stream_tracks(tmp_path / "crops" / report["session"])
         }
         captions = json.loads((cast_footage / "people.json").read_text())
         for person, texts in captions.items():
