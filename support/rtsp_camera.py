@@ -9,7 +9,8 @@ RFC 6184 says (single NAL units, FU-A fragments). FFmpeg's own RTSP client reads
 It plays the recording once per connection, for ``plays`` connections, and then refuses more,
 as a camera that was switched off. With ``drop_after`` it cuts its first connection after that
 many frames, as a camera that reboots: the stream breaks off mid-recording, and the next
-connection plays the recording from its first frame.
+connection plays the recording from its first frame. ``speed`` sends frames faster than real
+time, for tests that do not compare the stream's times with the clock.
 """
 
 from __future__ import annotations
@@ -60,9 +61,12 @@ def _encode(recording: Path) -> tuple[list[list[bytes]], float, tuple[int, int]]
 
 
 class RtspCamera:
-    def __init__(self, recording: Path, plays: int = 1, drop_after: int | None = None):
+    def __init__(
+        self, recording: Path, plays: int = 1, drop_after: int | None = None, speed: float = 1.0
+    ):
         self.units, self.fps, self.size = _encode(recording)
         self.plays = plays
+        self.speed = speed  # 2.0: frames go out twice as fast as they were taken
         self.drop_after = drop_after
         self.connections = 0
         self.frames_sent = 0  # over every connection
@@ -185,7 +189,8 @@ class RtspCamera:
                         conn.sendall(b"$\x00" + struct.pack(">H", len(packet)) + packet)
                 self.frames_sent += 1
                 clock += round(90000 / self.fps)
-                time.sleep(max(0.0, began + (sent + 1) / self.fps - time.monotonic()))
+                due = began + (sent + 1) / (self.fps * self.speed)
+                time.sleep(max(0.0, due - time.monotonic()))
             conn.shutdown(socket.SHUT_RDWR)  # the end of the recording, or a reboot
         except OSError:
             return

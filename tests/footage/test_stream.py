@@ -82,7 +82,7 @@ def test_a_camera_that_reboots_is_followed_again(
     store = tmp_path / "gallery"
     # The first connection breaks off after 16 of 40 frames; the second plays them all, and
     # then the camera is off: one try to reach it again, and the session ends.
-    with RtspCamera(cast_footage / "video.mp4", plays=2, drop_after=16) as camera:
+    with RtspCamera(cast_footage / "video.mp4", plays=2, drop_after=16, speed=2.0) as camera:
         code, result, err = _follow(store, cast_bundle, camera.url, "--reconnect-tries", "1")
     assert code == 0, err
     report = result["stream"]
@@ -121,7 +121,7 @@ def test_tracks_wait_while_the_store_is_unavailable_and_are_added_after(
     bundle = Bundle(cast_bundle, device="cpu")
     with create_store(tmp_path / "g1", bundle.fingerprint, bundle.dim, use_gpu="never") as faiss:
         store = RefusingStore(faiss, outage=3)
-        with RtspCamera(cast_footage / "video.mp4") as camera:
+        with RtspCamera(cast_footage / "video.mp4", speed=2.0) as camera:
             job = StreamJob(camera.url, "lobby-1", reconnect_tries=0)
             report = follow_stream(lambda: store, bundle, job, tmp_path / "crops", progress=False)
         assert store.refused == 3 and "track(s) wait to be added" in caplog.text
@@ -133,7 +133,7 @@ def test_tracks_wait_while_the_store_is_unavailable_and_are_added_after(
     # A store that never comes back: the command fails, saying where the tracks wait.
     with create_store(tmp_path / "g2", bundle.fingerprint, bundle.dim, use_gpu="never") as faiss:
         never = RefusingStore(faiss, outage=10**6)
-        with RtspCamera(cast_footage / "video.mp4") as camera:
+        with RtspCamera(cast_footage / "video.mp4", speed=2.0) as camera:
             job = StreamJob(camera.url, "lobby-1", duration=2.0)
             with pytest.raises(FootageError, match="could not be added: the store is still"):
                 follow_stream(lambda: never, bundle, job, tmp_path / "crops", progress=False)
