@@ -102,8 +102,9 @@ def run(args: argparse.Namespace, progress: bool) -> dict[str, Any]:
     streams = [s for s in args.sources if is_stream(s)]
     if streams:
         return _follow(args, options, streams, progress)
-    if args.duration is not None:
-        raise FootageError("--duration is for a live stream; a recording is read whole")
+    for flag, value in (("--duration", args.duration), ("--reconnect-tries", args.reconnect_tries)):
+        if value is not None:
+            raise FootageError(f"{flag} is for a live stream; a recording is read whole")
     if args.start is None:
         raise FootageError("--start is required for recordings: when their first frame was taken")
     try:

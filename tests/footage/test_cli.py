@@ -153,6 +153,34 @@ def test_a_hostile_recording_is_refused_and_changes_nothing(
         assert gallery.count() == count
 
 
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (("--duration", "60"), "--duration is for a live stream"),
+        (("--reconnect-tries", "3"), "--reconnect-tries is for a live stream"),
+        ((), "--start is required for recordings"),
+    ],
+)
+def test_stream_flags_on_a_recording_and_no_start_are_one_error_line(
+    tiny_footage: Path,
+    random_bundle: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    extra: tuple[str, ...],
+    says: str,
+) -> None:
+    start = ("--start", START) if extra else ()
+    code = main(
+        [
+            *("-q", "footage", "--bundle", str(random_bundle), "--out", str(tmp_path / "g")),
+            *("--camera", "c", *start, *extra, str(tiny_footage / "video.mp4")),
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and says in err[0]
+    assert not (tmp_path / "g").exists()
+
+
 def test_a_detector_file_of_the_wrong_layout_is_one_error_line(
     tiny_footage: Path, random_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
