@@ -58,9 +58,12 @@ def refuse_gpu_on_lite(kind: str, where: str) -> None:
         )
 
 
-def build_indexes(client: MilvusClient, uri: str, collection: str, kind: str) -> None:
+def build_indexes(
+    client: MilvusClient, uri: str, collection: str, kind: str, creator: str | None = None
+) -> None:
     """The vector index of ``kind`` plus inverted indexes for dedupe and filters, then load.
-    An engine that refuses the kind leaves no collection behind."""
+    An engine that refuses the kind leaves no collection behind: the collection is dropped,
+    if it is still the one marked with ``creator`` (never another process's)."""
     params = client.prepare_index_params()
     params.add_index(
         "vector", index_type=INDEX_TYPES[kind], metric_type="IP", params=build_params(kind)
@@ -76,8 +79,11 @@ def build_indexes(client: MilvusClient, uri: str, collection: str, kind: str) ->
         client.create_index(collection, params, sync=False)
         client.load_collection(collection)
     except MilvusException as exc:
+        from index.milvus.schema import creator_of  # schema imports this module
+
         try:
-            client.drop_collection(collection)
+            if creator is None or creator_of(client.describe_collection(collection)) == creator:
+                client.drop_collection(collection)
         except MilvusException:
             log.warning("could not drop %s after a failed index build", collection)
         where = uri if is_lite(uri) else f"the Milvus server at {uri}"

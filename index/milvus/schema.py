@@ -97,6 +97,11 @@ def properties(meta: dict[str, Any]) -> dict[str, str]:
     return {PROP + k: str(v) for k, v in (meta | {"format": FORMAT}).items()}
 
 
+def creator_of(described: dict[str, Any]) -> str | None:
+    """The token the process that created the collection wrote into it (``create``)."""
+    return (described.get("properties") or {}).get(PROP + "creator")
+
+
 def read_meta(described: dict[str, Any], location: str) -> dict[str, Any]:
     props = described.get("properties") or {}
     meta = {k[len(PROP) :]: v for k, v in props.items() if k.startswith(PROP)}

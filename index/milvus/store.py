@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ from index.milvus.schema import (
     STRONG,
     VERSION,
     collection_schema,
+    creator_of,
     properties,
     read_meta,
 )
@@ -156,6 +158,10 @@ class MilvusStore:
         try:
             if engine(client) == "milvus-lite":  # `milvus-lite server` behind milvus://
                 refuse_gpu_on_lite(kind, where)
+            # Whoever created the collection marks it: a Milvus server answers a second create
+            # of the same name and schema with success, so two replicas starting together
+            # would both go on to build (and on failure drop) one collection.
+            token = uuid.uuid4().hex
             with errors(f"create {where}"):
                 if client.has_collection(collection):
                     raise IndexStoreError(
@@ -164,10 +170,14 @@ class MilvusStore:
                 client.create_collection(
                     collection,
                     schema=collection_schema(dim, nullable_fields(client)),
-                    properties=properties(meta | encoding.to_meta()),
+                    properties=properties(meta | encoding.to_meta() | {"creator": token}),
                     **STRONG,
                 )
-            build_indexes(client, uri, collection, kind)
+                if creator_of(client.describe_collection(collection)) != token:
+                    raise IndexStoreError(
+                        f"{where} was created meanwhile by another process: open it"
+                    )
+            build_indexes(client, uri, collection, kind, token)
             with errors(f"create the id claims of {where}"):
                 ensure_claims(client, collection)
             store = cls(client, uri, collection, meta | {"encoding": encoding}, search_consistency)

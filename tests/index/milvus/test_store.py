@@ -144,6 +144,7 @@ def test_meta_lives_in_collection_properties(tmp_path: Path) -> None:
     try:
         described = client.describe_collection("gallery")
         props = {k: v for k, v in described["properties"].items() if k.startswith("tps.")}
+        assert len(props.pop("tps.creator")) == 32  # the creating process's token
         assert props == {
             "tps.format": FORMAT,
             "tps.version": str(VERSION),
@@ -161,6 +162,24 @@ def test_meta_lives_in_collection_properties(tmp_path: Path) -> None:
         client.close()
     with open_store(spec) as store:
         assert (store.fingerprint, store.dim, store.stats()["kind"]) == (FP, DIM, "hnsw")
+
+
+def test_a_create_that_lost_the_race_leaves_the_winner_s_collection_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Milvus server answers a second create of one name and schema with success (milvus-lite
+    refuses it): the loser, past its has_collection check at the same moment as the winner,
+    must neither build indexes on the winner's collection nor drop it when that fails."""
+    spec = str(tmp_path / "race.db")
+    with MilvusStore.create(spec, "gallery", fingerprint=FP, dim=DIM) as winner:
+        winner.add(random_unit(3, DIM, 0), some_items(3))
+        # The loser's view, as on a server: no collection yet, and its create "succeeds".
+        monkeypatch.setattr(MilvusClient, "has_collection", lambda self, name, **kw: False)
+        monkeypatch.setattr(MilvusClient, "create_collection", lambda self, *a, **kw: None)
+        with pytest.raises(IndexStoreError, match="created meanwhile by another process"):
+            MilvusStore.create(spec, "gallery", fingerprint=FP, dim=DIM)
+        monkeypatch.undo()
+        assert winner.count() == 3 and len(winner.search(random_unit(1, DIM, 1), 3)[0]) == 3
 
 
 def _set_property(spec: Path, key: str, value: str) -> None:
