@@ -8,7 +8,6 @@ sha256, camera_id, person_id and captured_at get inverted indexes for dedupe and
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from pymilvus import MilvusClient, MilvusException
@@ -17,7 +16,6 @@ from index.errors import IndexStoreError
 from index.milvus.connection import inverted_indexes, is_lite, reason
 
 # The store's one logger name, as before it was split into modules (service logs show it).
-log = logging.getLogger("index.milvus_store")
 
 # kind → Milvus index type. The gpu_* kinds exist on a Milvus GPU server only.
 INDEX_TYPES = {
@@ -58,12 +56,9 @@ def refuse_gpu_on_lite(kind: str, where: str) -> None:
         )
 
 
-def build_indexes(
-    client: MilvusClient, uri: str, collection: str, kind: str, creator: str | None = None
-) -> None:
+def build_indexes(client: MilvusClient, uri: str, collection: str, kind: str) -> None:
     """The vector index of ``kind`` plus inverted indexes for dedupe and filters, then load.
-    An engine that refuses the kind leaves no collection behind: the collection is dropped,
-    if it is still the one marked with ``creator`` (never another process's)."""
+    When the engine refuses, the caller drops the collection it created (store.py)."""
     params = client.prepare_index_params()
     params.add_index(
         "vector", index_type=INDEX_TYPES[kind], metric_type="IP", params=build_params(kind)
@@ -79,13 +74,6 @@ def build_indexes(
         client.create_index(collection, params, sync=False)
         client.load_collection(collection)
     except MilvusException as exc:
-        from index.milvus.schema import creator_of  # schema imports this module
-
-        try:
-            if creator is None or creator_of(client.describe_collection(collection)) == creator:
-                client.drop_collection(collection)
-        except MilvusException:
-            log.warning("could not drop %s after a failed index build", collection)
         where = uri if is_lite(uri) else f"the Milvus server at {uri}"
         hint = (
             " GPU kinds need a Milvus GPU server; use flat, ivf or hnsw here."

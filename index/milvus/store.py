@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymilvus import MilvusClient
+from pymilvus import MilvusClient, MilvusException
 
 from index.encoding import Encoding, check
 from index.errors import IndexMismatchError, IndexStoreError
@@ -177,7 +177,11 @@ class MilvusStore:
                     raise IndexStoreError(
                         f"{where} was created meanwhile by another process: open it"
                     )
-            build_indexes(client, uri, collection, kind, token)
+            try:
+                build_indexes(client, uri, collection, kind)
+            except IndexStoreError:
+                _drop_if_created_by(client, collection, token)
+                raise
             with errors(f"create the id claims of {where}"):
                 ensure_claims(client, collection)
             store = cls(client, uri, collection, meta | {"encoding": encoding}, search_consistency)
@@ -374,3 +378,12 @@ class MilvusStore:
         """Remove our new rows whose bytes another writer added meanwhile under a smaller id
         (what :meth:`add` does after writing; see :mod:`index.milvus.writes`)."""
         return settle_races(self._col, added)
+
+
+def _drop_if_created_by(client: MilvusClient, collection: str, token: str) -> None:
+    """Drop a collection this process created and could not finish; never another's."""
+    try:
+        if creator_of(client.describe_collection(collection)) == token:
+            client.drop_collection(collection)
+    except MilvusException:
+        log.warning("could not drop %s after a failed index build", collection)
