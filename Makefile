@@ -17,7 +17,7 @@ DEMO_MINUTES ?= 6
 	browser clean device-wheels docs docs-serve
 
 # Every install is one lock (locks/, docs/getting-started.md "Installing"): the virtualenv becomes exactly
-# locks/$(FAISS)-py3XX.txt, hash-checked, with no resolver step, then the project is added
+# locks/requirements-$(FAISS)-py3XX.txt, hash-checked, with no resolver step, then the project is added
 # editable. Idempotent: the stamp (one per FAISS flavour) changes only when a lock or
 # pyproject.toml does. Switching flavours removes the other FAISS wheel (both ship faiss/).
 install: $(VENV)/.installed-$(FAISS)
@@ -114,7 +114,7 @@ docs-serve: install
 	$(VENV)/bin/mkdocs serve --strict --dev-addr $(DOCS_ADDR)
 
 # Wheels for bench/device_check.sh on a GPU machine's Python 3.12 (that machine has no registry):
-# the packages it lacks, at locks/cpu-py312.txt's versions and hashes.
+# the packages it lacks, at locks/requirements-cpu-py312.txt's versions and hashes.
 DEVICE_PACKAGES := $(shell grep -v '^\#' bench/device_wheels.txt)
 DEVICE_PLATFORMS := $(foreach p,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 \
 	manylinux1,--platform $(p)_x86_64)

@@ -41,7 +41,7 @@ class LockTarget:
 
     @property
     def path(self) -> Path:
-        return LOCKS / f"{self.name}.txt"
+        return LOCKS / f"requirements-{self.name}.txt"
 
     @property
     def extras(self) -> list[str]:
