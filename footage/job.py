@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from PIL import Image
 
 from bundle.fsio import replace_atomic, write_json_atomic
@@ -86,20 +87,40 @@ def recording_key(job: FootageJob) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def check_job(job: FootageJob) -> FootageJob:
-    """The job with its camera id in its one form; FootageError on bad values."""
+def check_camera_and_options(camera: str, opts: AnalysisOptions) -> str:
+    """The camera id in its one form; FootageError on a bad id or analysis setting (recordings
+    and live streams alike)."""
     try:
-        camera = parse_id(job.camera)
+        camera = parse_id(camera)
     except ValueError as err:
         raise FootageError(f"camera id: {err}") from None
-    opts = job.options
     if not opts.sample_fps > 0 or opts.sample_fps > 120:
         raise FootageError(f"the sampling rate must be in (0, 120] frames/s, got {opts.sample_fps}")
     if opts.crops_per_track < 1:
         raise FootageError(f"crops per track must be at least 1, got {opts.crops_per_track}")
+    return camera
+
+
+def crop_file(track: int, frame: int) -> str:
+    return f"t{track:04d}_f{frame:07d}.jpg"
+
+
+def crop_image_id(key: str, track: int, frame: int) -> str:
+    """A crop's image id: the recording's (or stream session's) key, its track, its frame."""
+    return f"{key}-t{track:04d}-f{frame:07d}"
+
+
+def save_crop(path: Path, rgb: np.ndarray) -> None:
+    image = Image.fromarray(rgb)
+    replace_atomic(path, lambda tmp: image.save(tmp, "JPEG", quality=95))
+
+
+def check_job(job: FootageJob) -> FootageJob:
+    """The job with its camera id in its one form; FootageError on bad values."""
+    camera = check_camera_and_options(job.camera, job.options)
     if not Path(job.video).is_file():
         raise FootageError(f"{job.video}: no such file")
-    return FootageJob(Path(job.video), camera, job.start, job.detector, opts, job.device)
+    return FootageJob(Path(job.video), camera, job.start, job.detector, job.options, job.device)
 
 
 def prepare(
@@ -128,7 +149,7 @@ def prepare(
             entries.append(
                 GalleryEntry(
                     path=folder / crop["file"],
-                    image_id=f"{key}-t{track['track']:04d}-f{crop['frame']:07d}",
+                    image_id=crop_image_id(key, track["track"], crop["frame"]),
                     person_id=person,
                     camera_id=job.camera,
                     captured_at=job.start + crop["time"],
@@ -155,9 +176,8 @@ def _analyse_and_save(
     for track in analysis.tracks:
         crops = []
         for crop in track.crops:
-            name = f"t{track.number:04d}_f{crop.frame:07d}.jpg"
-            image = Image.fromarray(crop.rgb)
-            replace_atomic(folder / name, lambda tmp, im=image: im.save(tmp, "JPEG", quality=95))
+            name = crop_file(track.number, crop.frame)
+            save_crop(folder / name, crop.rgb)
             crops.append({"file": name, "frame": crop.frame, "time": crop.time, "box": crop.box})
         saved["tracks"].append(
             {

@@ -10,7 +10,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import av
 
 from footage.errors import FootageError
-from footage.video import DEFAULT_MAX_PIXELS, Frame, check_size, frame_seconds, video_stream
+from footage.video import (
+    DEFAULT_MAX_PIXELS,
+    Frame,
+    Sampler,
+    check_size,
+    frame_seconds,
+    video_stream,
+)
 
 # Sources read as live streams, not files: what IP cameras and video recorders serve.
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "srt", "udp", "tcp")
@@ -77,7 +84,7 @@ def live_frames(
     with container:
         stream = video_stream(container, shown)
         fps = float(stream.average_rate or 0)
-        step, next_time, decoded = 1.0 / sample_fps, 0.0, 0
+        sampler, decoded = Sampler(sample_fps), 0
         start: float | None = None
         last = 0.0
         try:
@@ -86,12 +93,10 @@ def live_frames(
                 seconds = frame_seconds(frame, decoded, fps)
                 start = seconds if start is None else start
                 if abs(seconds - start - last) > _CLOCK_JUMP_S:
-                    start = seconds - last - (1.0 / fps if fps > 0 else step)
+                    start = seconds - last - (1.0 / fps if fps > 0 else sampler.step)
                 t, decoded, last = seconds - start, decoded + 1, seconds - start
-                if t + 1e-6 < next_time:
-                    continue
-                next_time = (int((t + 1e-6) / step) + 1) * step
-                yield Frame(decoded - 1, t, frame.to_ndarray(format="rgb24"))
+                if sampler.due(t):
+                    yield Frame(decoded - 1, t, frame.to_ndarray(format="rgb24"))
         except av.FFmpegError as err:
             reason = redact(url, str(err))
             raise FootageError(f"{shown}: the stream broke off ({reason})", "damaged") from None

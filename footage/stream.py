@@ -33,10 +33,10 @@ from tqdm import tqdm
 from footage.analysis import AnalysisOptions, TrackBuilder
 from footage.detectors import Detector, make_detector
 from footage.errors import FootageError
+from footage.job import check_camera_and_options
 from footage.live import live_frames, redact
 from footage.stream_session import StreamSession
 from footage.video import Frame
-from index.metadata_fields import parse_id
 
 if TYPE_CHECKING:
     from bundle.encoders import Bundle
@@ -76,15 +76,7 @@ class StreamReport:
 
 def check_stream_job(job: StreamJob) -> StreamJob:
     """The job with its camera id in its one form; FootageError on bad values."""
-    try:
-        camera = parse_id(job.camera)
-    except ValueError as err:
-        raise FootageError(f"camera id: {err}") from None
-    opts = job.options
-    if not opts.sample_fps > 0 or opts.sample_fps > 120:
-        raise FootageError(f"the sampling rate must be in (0, 120] frames/s, got {opts.sample_fps}")
-    if opts.crops_per_track < 1:
-        raise FootageError(f"crops per track must be at least 1, got {opts.crops_per_track}")
+    camera = check_camera_and_options(job.camera, job.options)
     if job.duration is not None and not job.duration > 0:
         raise FootageError(f"--duration must be above 0 seconds, got {job.duration}")
     if job.reconnect_tries is not None and job.reconnect_tries < 0:

@@ -19,11 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image
-
-from bundle.fsio import replace_atomic
 from footage.analysis import Track
-from footage.job import add_entries
+from footage.job import add_entries, crop_file, crop_image_id, save_crop
 from footage.spans import span_tags, track_person_id
 from index.errors import StoreUnavailableError
 from index.ingest.sources import GalleryEntry
@@ -72,15 +69,14 @@ class StreamSession:
         self.folder.mkdir(parents=True, exist_ok=True)
         crops, entries = [], []
         for crop in track.crops:
-            name = f"t{number:04d}_f{crop.frame:07d}.jpg"
-            image = Image.fromarray(crop.rgb)
-            replace_atomic(self.folder / name, lambda t, im=image: im.save(t, "JPEG", quality=95))
+            name = crop_file(number, crop.frame)
+            save_crop(self.folder / name, crop.rgb)
             taken = anchor + crop.time
             crops.append({"file": name, "frame": crop.frame, "captured_at": taken, "box": crop.box})
             entries.append(
                 GalleryEntry(
                     path=self.folder / name,
-                    image_id=f"{self.key}-t{number:04d}-f{crop.frame:07d}",
+                    image_id=crop_image_id(self.key, number, crop.frame),
                     person_id=person,
                     camera_id=self.camera,
                     captured_at=taken,

@@ -54,6 +54,21 @@ def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
     return info
 
 
+class Sampler:
+    """Which frames to keep at ``sample_fps``: the first one at or after each 1/sample_fps
+    step of the stream's time."""
+
+    def __init__(self, sample_fps: float) -> None:
+        self.step = 1.0 / sample_fps
+        self.next_time = 0.0
+
+    def due(self, t: float) -> bool:
+        if t + 1e-6 < self.next_time:
+            return False
+        self.next_time = (int((t + 1e-6) / self.step) + 1) * self.step
+        return True
+
+
 def sampled_frames(
     path: Path, sample_fps: float, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Iterator[Frame]:
@@ -62,8 +77,7 @@ def sampled_frames(
     if not sample_fps > 0:
         raise FootageError(f"the sampling rate must be above 0 frames/s, got {sample_fps}")
     info = probe(path, max_pixels)
-    step = 1.0 / sample_fps
-    next_time = 0.0
+    sampler = Sampler(sample_fps)
     decoded = 0
     with _open(path) as container:
         stream = video_stream(container, path)
@@ -76,10 +90,8 @@ def sampled_frames(
                 start = seconds if start is None else start
                 t = seconds - start
                 decoded += 1
-                if t + 1e-6 < next_time:
-                    continue
-                next_time = (int((t + 1e-6) / step) + 1) * step
-                yield Frame(decoded - 1, t, frame.to_ndarray(format="rgb24"))
+                if sampler.due(t):
+                    yield Frame(decoded - 1, t, frame.to_ndarray(format="rgb24"))
         except av.FFmpegError as err:
             raise FootageError(
                 f"{path}: the recording is damaged or truncated ({err})", "damaged"
