@@ -112,17 +112,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from training.export import export_bundle, export_onnx_towers, require_check_root
+    from training.export import export_bundle, export_onnx_towers
 
     if args.checkpoint is not None:
         if args.out is None:
             raise ValueError("--checkpoint needs --out (the bundle folder to write)")
-        if args.onnx_int8 and args.check_root is None:
-            # Refused before the bundle is written, not after.
-            from training.checkpoint import load_checkpoint
-
-            require_check_root({"recipe": load_checkpoint(args.checkpoint)["config"]})
-        out = export_bundle(args.checkpoint, args.out, parts=args.parts)
+        # An INT8 export without its check set is refused before the bundle is written.
+        given = not args.onnx_int8 or args.check_root is not None
+        out = export_bundle(
+            args.checkpoint, args.out, parts=args.parts, int8_check_root_given=given
+        )
     else:
         if args.out is not None:
             raise ValueError("--out goes with --checkpoint; --bundle exports in place")

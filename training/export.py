@@ -84,13 +84,20 @@ def export_untrained(
 
 
 def export_bundle(
-    checkpoint: Path, out_dir: Path, selected_on: str | None = None, parts: bool | None = None
+    checkpoint: Path,
+    out_dir: Path,
+    selected_on: str | None = None,
+    parts: bool | None = None,
+    int8_check_root_given: bool = True,
 ) -> Path:
     """Write ``out_dir`` from a training checkpoint (``best.pt`` or ``last.pt``) and return it.
 
     ``parts``: carry the part head (default: the run's ``parts_export``); the checkpoint must
-    come from a run with the parts loss."""
+    come from a run with the parts loss. ``int8_check_root_given=False`` (an INT8 export will
+    follow without --check-root) refuses a non-synthetic run before anything is written."""
     state = load_checkpoint(checkpoint)
+    if not int8_check_root_given:
+        require_check_root({"recipe": state["config"]})
     spec_fields = dict(state["spec"])
     spec_fields["pretrained"] = "none"  # the checkpoint holds the weights; nothing to download
     if spec_fields.get("image_size") is not None:
