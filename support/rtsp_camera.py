@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import re
 import socket
 import struct
@@ -35,6 +36,7 @@ def _nal_units(annexb: bytes) -> list[bytes]:
     return [n for n in re.split(b"\x00\x00\x01", annexb) if n.strip(b"\x00")]
 
 
+@functools.cache  # cameras of one recording send the same units: encoded once per run
 def _encode(recording: Path) -> tuple[list[list[bytes]], float, tuple[int, int]]:
     """The recording as H.264 access units (lists of NAL units) with SPS/PPS before every key
     frame, one key frame a second; (units, frames/s, (width, height))."""

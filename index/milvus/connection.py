@@ -74,15 +74,15 @@ def connect(uri: str, *, must_exist: bool) -> MilvusClient:
         with _lite_lock:
             _lite_users[uri] = _lite_users.get(uri, 0) + 1
     try:
-        try:
-            return MilvusClient(uri)
-        except MilvusException:
-            if is_lite(uri):
-                raise
-            # A server may drop a fresh channel (gRPC's GOAWAY "too many pings" when another
-            # client of this process had pinged it too often): one more try on a new channel.
-            time.sleep(RECONNECT_PAUSE_S)
         with errors(f"connect to {uri}"):
+            try:
+                return MilvusClient(uri)
+            except MilvusException:
+                if is_lite(uri):
+                    raise
+                # A server may drop a fresh channel (gRPC's GOAWAY "too many pings" when
+                # another client of this process had pinged it too often): one more try.
+                time.sleep(RECONNECT_PAUSE_S)
             return MilvusClient(uri)
     except BaseException:
         if is_lite(uri):
